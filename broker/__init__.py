@@ -1,0 +1,1 @@
+"""The broker role (imported as ``fluxon.broker``)."""

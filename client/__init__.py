@@ -1,0 +1,1 @@
+"""The client library (imported as ``fluxon.client``)."""

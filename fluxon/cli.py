@@ -1,0 +1,26 @@
+"""The ``fluxon`` command line: one click group, every command registered explicitly.
+
+Each area keeps its commands in its own module and registers them here, so a
+broken import fails loudly instead of hiding a command.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+__all__ = ["main"]
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Logging level for the fluxon.* loggers.")
+def main(log_level: str) -> None:
+    """Fluxon: broker, workers, clients and schema tools."""
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+
+
+# Command registration: one line per command, grouped by area.

@@ -1,0 +1,1 @@
+"""Fluxon's SQLite ORM: models, query expressions, manipulation and schema snapshots."""
