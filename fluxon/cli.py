@@ -24,3 +24,7 @@ def main(log_level: str) -> None:
 
 
 # Command registration: one line per command, grouped by area.
+
+
+if __name__ == "__main__":
+    main()
