@@ -24,6 +24,10 @@ def main(log_level: str) -> None:
 
 
 # Command registration: one line per command, grouped by area.
+from fluxon.keys_cli import client_key, keygen, pubkey  # noqa: E402  (security)
+main.add_command(keygen)
+main.add_command(pubkey)
+main.add_command(client_key)
 
 
 if __name__ == "__main__":
