@@ -1,0 +1,1 @@
+"""Small applications the worker, client and end-to-end tests run."""

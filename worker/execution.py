@@ -1,0 +1,151 @@
+"""Running one request: decode, resolve, call the view, encode the answer or the error.
+
+``def`` views run in a thread pool sized by the worker's concurrency; ``async def``
+views run on the worker's event loop. Every outcome becomes an :class:`Outcome`
+(status, session changes, body) and nothing a view does can escape as an exception:
+
+- a :class:`~fluxon.errors.FluxonError` raised by a view travels as itself;
+- any other exception becomes :class:`~fluxon.errors.ViewError` with the exception's
+  type name in ``details["type"]`` and its message (the traceback only in debug mode);
+- a result that cannot be pickled becomes :class:`~fluxon.errors.SerializationError`;
+- a failure in Fluxon's own code is logged with its traceback and answered with
+  :class:`~fluxon.errors.InternalError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+from fluxon.errors import (BadRequest, FluxonError, InternalError, ViewError, encode_error)
+from fluxon.routing import Request, Route, Router
+from fluxon.serialization import dumps, loads_restricted, loads_trusted
+
+__all__ = ["Outcome", "ViewRunner", "STATUS_OK", "STATUS_ERROR"]
+
+log = logging.getLogger("fluxon.worker")
+
+# Mirrors fluxon.protocol's STATUS_OK / STATUS_ERROR; the worker checks they agree at import.
+STATUS_OK = 0
+STATUS_ERROR = 1
+
+
+class Outcome(NamedTuple):
+    """What goes back to the broker for one request."""
+
+    status: int
+    changes: bytes
+    body: bytes
+
+
+class ViewRunner:
+    """Executes requests against a :class:`~fluxon.routing.Router`."""
+
+    def __init__(self, router: Router, *, concurrency: int = 16, debug: bool = False, db: Any = None) -> None:
+        self.router = router
+        self.debug = debug or router.debug
+        self.db = db
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="fluxon-view")
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the thread pool (after the running views when ``wait``)."""
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    async def run(self, route_name: str, context: bytes, payload: bytes) -> Outcome:
+        """Run one request to completion; never raises (except for cancellation)."""
+        debug = self.debug
+        try:
+            ctx = _parse_context(context)
+            debug = debug or bool(ctx.get("debug"))
+            route = self.router.resolve(route_name)
+            value = _decode_payload(payload, trusted=bool(ctx.get("trusted")))
+            request = Request.from_context(route_name, value, ctx, db=self.db)
+            if route.login_required:
+                request.require_login()
+        except FluxonError as exc:
+            return _error(exc, debug)
+        except Exception as exc:  # a bug on our side, not the caller's
+            return _internal(exc, route_name, debug)
+        if route.is_async:
+            try:
+                result = await route.view(request)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # the view's own failure, SystemExit included
+                return _view_failure(exc, route, debug)
+            return _finish(result, request, route, debug)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _call_sync, route, request, debug)
+
+
+def _parse_context(context: bytes) -> dict[str, Any]:
+    if not context:
+        return {}
+    try:
+        ctx = json.loads(context)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"undecodable session context: {exc}") from exc
+    if not isinstance(ctx, dict):
+        raise BadRequest("the session context is not a JSON object")
+    return ctx
+
+
+def _decode_payload(payload: bytes, *, trusted: bool) -> Any:
+    if not payload:
+        return None
+    if trusted:
+        try:
+            return loads_trusted(payload)
+        except FluxonError as exc:
+            raise BadRequest(exc.message) from exc
+    return loads_restricted(payload)
+
+
+def _call_sync(route: Route, request: Request, debug: bool) -> Outcome:
+    """Runs in a pool thread: call the view and pickle its result there, off the event loop."""
+    try:
+        result = route.view(request)
+    except BaseException as exc:  # noqa: BLE001 - the view's own failure, SystemExit included
+        return _view_failure(exc, route, debug)
+    return _finish(result, request, route, debug)
+
+
+def _finish(result: Any, request: Request, route: Route, debug: bool) -> Outcome:
+    try:
+        body = dumps(result)
+        changes = request.session_changes()
+    except FluxonError as exc:
+        log.warning("route %r: %s", route.name, exc.message)
+        return _error(exc, debug)
+    except Exception as exc:
+        return _internal(exc, route.name, debug)
+    return Outcome(STATUS_OK, changes, body)
+
+
+def _view_failure(exc: BaseException, route: Route, debug: bool) -> Outcome:
+    tb = "".join(traceback.format_exception(exc))
+    if isinstance(exc, FluxonError):
+        if debug and exc.remote_traceback is None:
+            exc.remote_traceback = tb
+        return _error(exc, debug)
+    log.info("view for route %r raised %s: %s", route.name, type(exc).__name__, exc)
+    log.debug("traceback of route %r:\n%s", route.name, tb)
+    error = ViewError(f"{type(exc).__name__}: {exc}", details={"type": type(exc).__name__},
+                      remote_traceback=tb if debug else None)
+    return _error(error, debug)
+
+
+def _internal(exc: Exception, route_name: str, debug: bool) -> Outcome:
+    tb = "".join(traceback.format_exception(exc))
+    log.error("internal error while handling route %r:\n%s", route_name, tb)
+    error = InternalError("internal error in the worker; see its log",
+                          remote_traceback=tb if debug else None)
+    return _error(error, debug)
+
+
+def _error(exc: FluxonError, debug: bool) -> Outcome:
+    return Outcome(STATUS_ERROR, b"", encode_error(exc, include_traceback=debug))
