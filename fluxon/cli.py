@@ -28,6 +28,8 @@ from fluxon.keys_cli import client_key, keygen, pubkey  # noqa: E402  (security)
 main.add_command(keygen)
 main.add_command(pubkey)
 main.add_command(client_key)
+from fluxon.console import ctl  # noqa: E402  (console)
+main.add_command(ctl)
 
 
 if __name__ == "__main__":

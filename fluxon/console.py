@@ -1,0 +1,569 @@
+"""The broker console: one click command group behind two front ends.
+
+* ``fluxon ctl [--control ENDPOINT] [--key-file F] COMMAND ...`` sends one command to a
+  running broker's CURVE-secured control socket (admin keypair derived from the private
+  key) and prints the answer.
+* :func:`run_console` reads lines from a terminal (or any stream) inside ``fluxon broker``
+  / ``fluxon run``, splits each with :mod:`shlex` and runs it through the same group with
+  ``standalone_mode=False``: a typo prints click's usage error and the broker keeps running.
+  No line is ever executed as Python.
+
+Every command talks to the broker through a :class:`ControlTransport` handed down with
+``make_pass_decorator``, so both front ends run the very same code. Answers print as
+readable tables, or as JSON with ``--json`` (for scripts)::
+
+    $ fluxon ctl --key-file deploy.key status
+    uptime        12.4 s
+    workers       2
+    ...
+    $ fluxon ctl --key-file deploy.key workers --json
+    [{"id": "...", "pid": 4242, ...}]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import click
+
+from fluxon.errors import FluxonError
+
+__all__ = [
+    "DEFAULT_CONTROL_ENDPOINT",
+    "ControlTransport",
+    "SocketTransport",
+    "Console",
+    "console",
+    "ctl",
+    "run_console",
+    "run_console_thread",
+    "execute_line",
+]
+
+logger = logging.getLogger("fluxon.console")
+
+DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:8082"
+PROMPT = "fluxon> "
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ControlTransport(Protocol):
+    """Carries one control command to a broker and returns its answer as plain data."""
+
+    def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
+        """Send ``command`` with ``args``; return the result or raise a :class:`FluxonError`."""
+
+    def describe(self) -> str:
+        """Where the commands go, for error messages (e.g. the control endpoint)."""
+
+
+class SocketTransport:
+    """The broker's control socket (DEALER, CURVE with the admin keypair when ``keys`` is given)."""
+
+    def __init__(self, endpoint: str = DEFAULT_CONTROL_ENDPOINT, *, keys: Any = None,
+                 timeout_s: float = 5.0) -> None:
+        self.endpoint = endpoint
+        self.keys = keys
+        self.timeout_s = timeout_s
+
+    def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
+        from fluxon.broker.control import send_control_command  # the broker's side of the protocol
+
+        return send_control_command(self.endpoint, command, dict(args or {}), keys=self.keys,
+                                    timeout_s=self.timeout_s)
+
+    def describe(self) -> str:
+        return f"the broker's control socket at {self.endpoint}"
+
+    def __repr__(self) -> str:  # never shows key material
+        mode = "curve" if self.keys is not None else "plain"
+        return f"SocketTransport({self.endpoint!r}, {mode}, timeout_s={self.timeout_s})"
+
+
+@dataclass
+class Console:
+    """The state every console command shares: where commands go and how answers print."""
+
+    transport: ControlTransport
+    json_output: bool = False
+    stopped: bool = False
+    echo: Callable[[str], None] = field(default=click.echo)
+
+    def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
+        """Run one control command; a broker-side failure becomes a :class:`click.ClickException`."""
+        try:
+            return self.transport.call(command, args)
+        except FluxonError as exc:
+            raise click.ClickException(_describe_failure(exc, self.transport)) from exc
+
+    def show(self, data: Any, render: Callable[[Any], str] | None = None, *,
+             json_output: bool = False) -> None:
+        """Print ``data`` as JSON (``--json``) or through ``render`` (a readable table)."""
+        if json_output or self.json_output:
+            self.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        else:
+            self.echo((render or render_value)(data))
+
+
+pass_console = click.make_pass_decorator(Console)
+
+
+def _describe_failure(exc: FluxonError, transport: ControlTransport) -> str:
+    from fluxon.errors import ConnectionError as FluxonConnectionError, Timeout
+
+    if isinstance(exc, (Timeout, FluxonConnectionError)):
+        return (f"no answer from {transport.describe()}: {exc.message} "
+                "(is the broker running, and is this the deployment's private key?)")
+    text = f"{exc.code}: {exc.message}"
+    if exc.remote_traceback:
+        text += "\n" + exc.remote_traceback
+    return text
+
+
+# --------------------------------------------------------------------------- rendering
+
+def render_value(data: Any) -> str:
+    """A readable rendering of any plain-data answer: mappings as aligned key/value lines,
+    lists of mappings as tables, everything else as text."""
+    if isinstance(data, Mapping):
+        return render_mapping(data)
+    if isinstance(data, list) and data and all(isinstance(row, Mapping) for row in data):
+        return render_table(data)
+    if isinstance(data, list):
+        return "\n".join(_cell(item) for item in data) if data else "(none)"
+    return _cell(data)
+
+
+def render_mapping(data: Mapping[str, Any]) -> str:
+    """Aligned ``key  value`` lines; nested lists of rows become indented tables."""
+    if not data:
+        return "(empty)"
+    width = max(len(str(key)) for key in data)
+    lines: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(row, Mapping) for row in value):
+            lines.append(f"{key}:")
+            lines.extend("  " + line for line in render_table(value).splitlines())
+        elif isinstance(value, Mapping) and value and any(
+                isinstance(v, (Mapping, list)) for v in value.values()):
+            lines.append(f"{key}:")
+            lines.extend("  " + line for line in render_mapping(value).splitlines())
+        else:
+            lines.append(f"{str(key).ljust(width)}  {_cell(value)}")
+    return "\n".join(lines)
+
+
+def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table with one header line; columns default to the keys in first-seen order."""
+    if not rows:
+        return "(none)"
+    if columns is None:
+        seen: dict[str, None] = {}
+        for row in rows:
+            seen.update(dict.fromkeys(str(key) for key in row))
+        columns = list(seen)
+    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
+    widths = [max(len(col), *(len(line[i]) for line in cells)) for i, col in enumerate(columns)]
+    header = "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths))
+    body = ["  ".join(value.ljust(w) for value, w in zip(line, widths)).rstrip() for line in cells]
+    return "\n".join([header.rstrip(), *body])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value) or "-"
+    return str(value)
+
+
+def _render_status(data: Any) -> str:
+    if not isinstance(data, Mapping):
+        return render_value(data)
+    shown = dict(data)
+    for key in ("uptime_s", "uptime"):
+        if isinstance(shown.get(key), (int, float)):
+            shown[key] = _duration(float(shown[key]))
+    return render_mapping(shown)
+
+
+def _render_rows(key: str) -> Callable[[Any], str]:
+    """Render an answer that is either a list of rows or a mapping holding one under ``key``."""
+    def render(data: Any) -> str:
+        if isinstance(data, Mapping) and isinstance(data.get(key), list):
+            rest = {k: v for k, v in data.items() if k != key}
+            table = render_table(data[key]) if data[key] else f"(no {key})"
+            return (render_mapping(rest) + "\n" + table) if rest else table
+        return render_value(data)
+    return render
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    text = f"{hours:d}h{minutes:02d}m{secs:02d}s"
+    return f"{days}d {text}" if days else text
+
+
+# --------------------------------------------------------------------------- the commands
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def console() -> None:
+    """Broker console commands (type `help COMMAND` for one command's options)."""
+
+
+@console.command()
+@json_option
+@pass_console
+def status(session: Console, as_json: bool) -> None:
+    """Uptime, workers, queue depth, requests/s, error counts, sessions."""
+    session.show(session.call("status"), _render_status, json_output=as_json)
+
+
+@console.command()
+@json_option
+@pass_console
+def workers(session: Console, as_json: bool) -> None:
+    """Each worker: id, host/pid, credit, in-flight, served, last heartbeat."""
+    session.show(session.call("workers"), _render_rows("workers"), json_output=as_json)
+
+
+@console.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def sessions(context: click.Context, as_json: bool) -> None:
+    """List the sessions (count, user ids); `sessions kill ID` ends one."""
+    if context.invoked_subcommand is None:
+        session = context.find_object(Console)
+        session.show(session.call("sessions"), _render_rows("sessions"), json_output=as_json)
+
+
+@sessions.command("kill")
+@click.argument("session_id")
+@pass_console
+def sessions_kill(session: Console, session_id: str) -> None:
+    """End the session SESSION_ID (its client must start a new one)."""
+    answer = session.call("sessions-kill", {"sid": session_id})
+    killed = answer.get("killed") if isinstance(answer, Mapping) else answer
+    if killed is False:
+        raise click.ClickException(f"no session {session_id!r}")
+    session.echo(f"session {session_id} killed")
+
+
+@console.command()
+@json_option
+@pass_console
+def saveschema(session: Console, as_json: bool) -> None:
+    """Snapshot the application's models as the next schema_NNNNN.sql (done by a worker)."""
+    session.show(session.call("admin", {"op": "saveschema"}), json_output=as_json)
+
+
+@console.command()
+@click.argument("number", type=click.IntRange(min=1))
+@click.option("--dry-run", is_flag=True, help="Only show the migration plan.")
+@click.option("--force", is_flag=True, help="Allow steps that lose data (dropped tables or columns).")
+@json_option
+@pass_console
+def updateschema(session: Console, number: int, dry_run: bool, force: bool, as_json: bool) -> None:
+    """Migrate the database to snapshot NUMBER, keeping its data.
+
+    Dispatch pauses, in-flight requests finish, one worker migrates, then dispatch
+    resumes; requests that arrive meanwhile wait in the queue.
+    """
+    args = {"op": "updateschema", "number": number, "dry_run": dry_run, "force": force}
+    session.show(session.call("admin", args), json_output=as_json)
+
+
+@console.command()
+@json_option
+@pass_console
+def schemas(session: Console, as_json: bool) -> None:
+    """The saved schema snapshots and which one the database is on."""
+    session.show(session.call("admin", {"op": "schemas"}), _render_rows("schemas"),
+                 json_output=as_json)
+
+
+@console.command()
+@pass_console
+def drain(session: Console) -> None:
+    """Stop dispatching requests to workers (they wait in the queue)."""
+    session.show(session.call("drain"))
+
+
+@console.command()
+@pass_console
+def resume(session: Console) -> None:
+    """Dispatch queued and new requests again."""
+    session.show(session.call("resume"))
+
+
+@console.command()
+@click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
+@pass_console
+def debug(session: Console, state: str) -> None:
+    """Debug mode on or off: tracebacks to clients and verbose logs."""
+    session.show(session.call("debug", {"enabled": state.lower() == "on"}))
+
+
+@console.command("log-level")
+@click.argument("level", type=click.Choice(_LOG_LEVELS, case_sensitive=False))
+@pass_console
+def log_level(session: Console, level: str) -> None:
+    """Set the broker's fluxon.* log level."""
+    session.show(session.call("log-level", {"level": level.upper()}))
+
+
+@console.command()
+@pass_console
+def stop(session: Console) -> None:
+    """Stop the broker gracefully: drain, tell workers, persist sessions, exit."""
+    session.show(session.call("stop"))
+    session.stopped = True
+
+
+@console.command("help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_command(context: click.Context, command: str | None) -> None:
+    """Show the commands, or one command's options."""
+    parent = context.parent or context
+    group = parent.command if isinstance(parent.command, click.Group) else console
+    echo = context.find_object(Console).echo if context.find_object(Console) else click.echo
+    if command is None:
+        formatter = parent.make_formatter()
+        formatter.write_text("Type `help COMMAND` for one command's arguments and options.")
+        group.format_commands(parent, formatter)
+        echo(formatter.getvalue().rstrip())
+        return
+    target = group.get_command(parent, command)
+    if target is None:
+        raise click.UsageError(f"no such command {command!r}; type `help` for the list", parent)
+    with click.Context(target, info_name=command, parent=parent) as sub:
+        echo(target.get_help(sub))
+
+
+# --------------------------------------------------------------------------- fluxon ctl
+
+@click.group("ctl", commands=console.commands,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--control", "endpoint", default=DEFAULT_CONTROL_ENDPOINT, show_default=True,
+              envvar="FLUXON_CONTROL", help="The broker's control endpoint.")
+@click.option("--key-file", type=click.Path(dir_okay=False),
+              help="The deployment's private key file (default: FLUXON_PRIVATE_KEY).")
+@click.option("--insecure", is_flag=True,
+              help="Plain control socket (a broker started with --insecure), no CURVE.")
+@click.option("--timeout-s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="How long to wait for the broker's answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print every answer as JSON.")
+@click.pass_context
+def ctl(context: click.Context, endpoint: str, key_file: str | None, insecure: bool,
+        timeout_s: float, as_json: bool) -> None:
+    """Send one console COMMAND to a running broker and print its answer."""
+    needs_broker = context.invoked_subcommand not in (None, "help")  # help works without a key
+    keys = _load_admin_keys(key_file) if needs_broker and not insecure else None
+    context.obj = Console(SocketTransport(endpoint, keys=keys, timeout_s=timeout_s),
+                          json_output=as_json)
+
+
+def _load_admin_keys(key_file: str | None) -> Any:
+    """The deployment keys (the admin keypair signs us in), from --key-file or the environment."""
+    from fluxon.keys import derive_keys, load_private_key
+
+    try:
+        private_key = load_private_key(key_file)
+    except FluxonError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the key file: {exc}") from exc
+    if not private_key:
+        raise click.UsageError("no private key: give --key-file F or set FLUXON_PRIVATE_KEY "
+                               "(or --insecure for a broker started with --insecure)")
+    try:
+        return derive_keys(private_key)
+    except FluxonError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# --------------------------------------------------------------------------- interactive console
+
+def execute_line(session: Console, line: str) -> bool:
+    """Run one console line; print any error. Returns False once the broker was told to stop.
+
+    The line is split with :mod:`shlex` and handed to the click group: nothing is ever
+    evaluated as Python, and no error (a typo, a bad argument, a broker failure) escapes.
+    """
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        session.echo(f"Error: {exc}")
+        return True
+    if not argv:
+        return True
+    try:
+        console.main(argv, prog_name="", standalone_mode=False, obj=session)
+    except click.exceptions.Exit:
+        pass  # --help printed its text
+    except click.exceptions.Abort:
+        session.echo("Aborted.")
+    except click.ClickException as exc:
+        session.echo(_format_click_error(exc))
+    except Exception:  # a bug in a command must not take the broker down with it
+        logger.exception("console command %r failed", argv[0])
+        session.echo(f"Error: the command {argv[0]!r} failed unexpectedly (see the log)")
+    return not session.stopped
+
+
+def _format_click_error(exc: click.ClickException) -> str:
+    """click's own layout (usage, hint, error), minus the usage line of the nameless group."""
+    message = f"Error: {exc.format_message()}"
+    if not isinstance(exc, click.UsageError) or exc.ctx is None:
+        return message
+    path = exc.ctx.command_path.strip()
+    if not path:
+        return f"{message}\nType `help` for the commands."
+    return f"{exc.ctx.get_usage()}\nTry `help {path}`.\n\n{message}"
+
+
+def run_console(transport: ControlTransport, *, stdin: TextIO | None = None,
+                prompt: str = PROMPT, history_file: str | Path | None = None,
+                banner: str | None = None) -> None:
+    """Read console lines from ``stdin`` until ``stop`` succeeds or the input ends.
+
+    With a terminal on ``stdin`` the prompt gets line editing, history (kept in
+    ``history_file``, default ``~/.fluxon_history``) and tab completion via readline.
+    End of input (Ctrl-D, or the end of a piped script) leaves the console; the broker
+    keeps running. Answers go to standard output.
+    """
+    stdin = stdin or sys.stdin
+    session = Console(transport)
+    interactive = _is_terminal(stdin)
+    if interactive:
+        _setup_readline(history_file)
+    if banner is not None:
+        click.echo(banner)
+    while True:
+        try:
+            line = _read_line(stdin, prompt if interactive else None)
+        except EOFError:
+            click.echo("\nconsole closed (the broker keeps running)")
+            break
+        except KeyboardInterrupt:
+            click.echo("\n(type `stop` to stop the broker)")
+            continue
+        if not execute_line(session, line):
+            break
+    if interactive:
+        _save_history(history_file)
+
+
+def _read_line(stdin: TextIO, prompt: str | None) -> str:
+    """One line; ``input()`` (readline editing) on the process's own terminal."""
+    if prompt is not None and stdin is sys.stdin:
+        return input(prompt)
+    if prompt is not None:
+        click.echo(prompt, nl=False)
+    line = stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def run_console_thread(transport: ControlTransport, **kwargs: Any) -> threading.Thread:
+    """Start :func:`run_console` in a daemon thread (the broker's run loop keeps the main thread)."""
+    thread = threading.Thread(target=run_console, args=(transport,), kwargs=kwargs,
+                              name="fluxon-console", daemon=True)
+    thread.start()
+    return thread
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _history_path(history_file: str | Path | None) -> Path:
+    return Path(history_file) if history_file else Path.home() / ".fluxon_history"
+
+
+def _setup_readline(history_file: str | Path | None) -> None:
+    try:
+        import readline
+    except ImportError:  # not every platform has it; the console still works line by line
+        return
+    try:
+        readline.read_history_file(str(_history_path(history_file)))
+    except OSError:
+        pass  # no history yet
+    readline.set_history_length(1000)
+    readline.set_completer(_Completer(console).complete)
+    readline.set_completer_delims(" \t")
+    if "libedit" in (readline.__doc__ or ""):
+        readline.parse_and_bind("bind ^I rl_complete")
+    else:
+        readline.parse_and_bind("tab: complete")
+
+
+def _save_history(history_file: str | Path | None) -> None:
+    try:
+        import readline
+
+        readline.write_history_file(str(_history_path(history_file)))
+    except (ImportError, OSError) as exc:
+        logger.debug("console history not saved: %s", exc)
+
+
+class _Completer:
+    """readline completion over command names, sub-commands, choices and options."""
+
+    def __init__(self, group: click.Group) -> None:
+        self.group = group
+        self._matches: list[str] = []
+
+    def candidates(self, words: Sequence[str], prefix: str) -> list[str]:
+        """Completions for ``prefix`` after the complete ``words`` already typed."""
+        command: click.Command = self.group
+        for word in words:
+            if isinstance(command, click.Group) and word in command.commands:
+                command = command.commands[word]
+        names: list[str] = list(command.commands) if isinstance(command, click.Group) else []
+        for param in command.params:
+            if isinstance(param, click.Option):
+                names.extend(param.opts)
+            elif isinstance(param.type, click.Choice):
+                names.extend(str(choice) for choice in param.type.choices)
+        return sorted(name for name in set(names) if name.startswith(prefix))
+
+    def complete(self, text: str, state: int) -> str | None:
+        if state == 0:
+            import readline
+
+            buffer = readline.get_line_buffer()[:readline.get_begidx()]
+            try:
+                words = shlex.split(buffer)
+            except ValueError:
+                words = buffer.split()
+            self._matches = [name + " " for name in self.candidates(words, text)]
+        return self._matches[state] if state < len(self._matches) else None
