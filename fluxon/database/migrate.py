@@ -1,0 +1,792 @@
+"""Compare a live SQLite database with a schema snapshot and migrate it in place, keeping the data.
+
+Both sides are read the same way, through PRAGMAs (``table_xinfo``, ``foreign_key_list``,
+``index_list``/``index_xinfo``): the snapshot by executing its statements into an in-memory
+database, the live file directly. The differ turns the differences into a list of
+:class:`Operation` values that describe themselves in plain words (so a plan can be printed
+before anything runs) and know whether they lose data. :func:`execute_plan` runs them with
+SQLite's generalized ALTER TABLE procedure (https://www.sqlite.org/lang_altertable.html, section 7):
+foreign keys off outside the transaction, ``BEGIN IMMEDIATE``, new table, ``INSERT ... SELECT``
+of the common and renamed columns, drop, rename, recreate the indexes, ``PRAGMA
+foreign_key_check``, commit. Any failure rolls back and names the rows or the constraint.
+
+The CREATE text used for a new or rebuilt table always comes from the snapshot, never from the
+live ``sqlite_master``.
+
+What the differ cannot see (as peewee's ``schema_diff.py`` documents its own blind spots):
+
+- CHECK constraints, column collations and AUTOINCREMENT are invisible to the PRAGMAs. They are
+  caught only by comparing the target snapshot's text with the text of the snapshot the database
+  records it is on; a database without a recorded snapshot is compared structurally only.
+- A renamed column or table without a rename hint looks like a drop plus an add.
+- The WHERE clause of a partial index is compared through the snapshots' text only.
+- Triggers and views are not part of snapshots and are neither created nor preserved.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fluxon.errors import SchemaError
+
+__all__ = [
+    "HISTORY_TABLE",
+    "Column",
+    "ForeignKey",
+    "Index",
+    "Table",
+    "Schema",
+    "Renames",
+    "Operation",
+    "CreateTable",
+    "DropTable",
+    "RenameTable",
+    "AddColumn",
+    "RebuildTable",
+    "CreateIndex",
+    "DropIndex",
+    "introspect",
+    "load_statements",
+    "diff_schemas",
+    "execute_plan",
+    "quote",
+]
+
+log = logging.getLogger("fluxon.database.schema")
+
+HISTORY_TABLE = "fluxon_schema_history"
+_TEMP_PREFIX = "_fluxon_new_"
+_CONSTRAINT_KEYWORDS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}
+_NON_CONSTANT_DEFAULTS = {"CURRENT_TIME", "CURRENT_DATE", "CURRENT_TIMESTAMP"}
+_LENGTH_RE = re.compile(r"^\s*([A-Za-z ]+?)\s*\(\s*(\d+)\s*\)\s*$")
+_SAMPLE_ROWS = 5
+
+
+def quote(identifier: str) -> str:
+    """Quote an SQL identifier, doubling embedded quotes."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+# --------------------------------------------------------------------------- the schema model
+
+@dataclass(frozen=True)
+class Column:
+    """One column as ``PRAGMA table_xinfo`` reports it."""
+    name: str
+    type: str
+    notnull: bool
+    default: str | None
+    pk: int
+    hidden: int
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """One (possibly composite) foreign key as ``PRAGMA foreign_key_list`` reports it."""
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str | None, ...]
+    on_update: str
+    on_delete: str
+    match: str
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index; ``sql`` (snapshot text, when known) does not take part in equality."""
+    name: str
+    table: str
+    unique: bool
+    columns: tuple[tuple[str | None, int, str], ...]   # (column or None for an expression, desc, collation)
+    partial: bool
+    sql: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: columns in order, foreign keys, and the unique/primary-key constraints.
+
+    ``constraints`` holds the shapes of the automatic indexes behind UNIQUE and PRIMARY KEY
+    constraints (their ``sqlite_autoindex`` names depend on order, so only the shape counts).
+    ``indexes`` holds the named indexes created by CREATE INDEX.
+    """
+    name: str
+    columns: tuple[Column, ...]
+    foreign_keys: tuple[ForeignKey, ...]
+    constraints: tuple[tuple[bool, tuple], ...]
+    indexes: dict[str, Index]
+    sql: str | None = field(default=None, compare=False)
+
+    def column(self, name: str) -> Column | None:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        return None
+
+    @property
+    def column_names(self) -> list[str]:
+        return [col.name for col in self.columns]
+
+    def shape(self) -> tuple:
+        """Everything that matters for equality except the table's own name and its indexes."""
+        return (self.columns, self.foreign_keys, self.constraints)
+
+
+@dataclass
+class Schema:
+    """Tables by name, in snapshot (dependency) order for a snapshot."""
+    tables: dict[str, Table]
+
+    def signature(self) -> dict[str, Any]:
+        """A plain, comparable description (tests and verification compare these)."""
+        return {name: (table.shape(), sorted(table.indexes.values(), key=lambda i: i.name))
+                for name, table in sorted(self.tables.items())}
+
+
+@dataclass
+class Renames:
+    """Rename hints collected from snapshots: undirected pairs, so they work both ways."""
+    tables: set[frozenset[str]] = field(default_factory=set)
+    columns: set[tuple[str, frozenset[str]]] = field(default_factory=set)
+
+    def add_table(self, new: str, old: str) -> None:
+        self.tables.add(frozenset((new, old)))
+
+    def add_column(self, table: str, new: str, old: str) -> None:
+        self.columns.add((table, frozenset((new, old))))
+
+    def table_pair(self, a: str, b: str) -> bool:
+        return frozenset((a, b)) in self.tables
+
+    def column_pair(self, tables: Iterable[str], a: str, b: str) -> bool:
+        pair = frozenset((a, b))
+        return any((table, pair) in self.columns for table in tables)
+
+
+def _user_tables(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid").fetchall()
+    return [name for (name,) in rows
+            if not name.startswith("sqlite_") and name != HISTORY_TABLE and not name.startswith(_TEMP_PREFIX)]
+
+
+def _normalize_type(declared: str) -> str:
+    return " ".join(declared.upper().split())
+
+
+def introspect(conn: sqlite3.Connection, sql_by_name: dict[str, str] | None = None) -> Schema:
+    """Read the schema of ``conn`` through PRAGMAs; ``sql_by_name`` attaches snapshot text."""
+    sql_by_name = sql_by_name or {}
+    tables: dict[str, Table] = {}
+    for name in _user_tables(conn):
+        q = quote(name)
+        columns = tuple(
+            Column(row[1], _normalize_type(row[2] or ""), bool(row[3]), row[4], row[5], row[6])
+            for row in conn.execute(f"PRAGMA table_xinfo({q})"))
+        fks: dict[int, list] = {}
+        for row in conn.execute(f"PRAGMA foreign_key_list({q})"):
+            fks.setdefault(row[0], []).append(row)
+        foreign_keys = tuple(sorted(
+            (ForeignKey(tuple(r[3] for r in rows), rows[0][2], tuple(r[4] for r in rows),
+                        rows[0][5], rows[0][6], rows[0][7])
+             for rows in (sorted(group, key=lambda r: r[1]) for group in fks.values())),
+            key=repr))
+        constraints = []
+        indexes: dict[str, Index] = {}
+        for _seq, index_name, unique, origin, partial in conn.execute(f"PRAGMA index_list({q})"):
+            cols = tuple((row[2], row[3], row[4])
+                         for row in conn.execute(f"PRAGMA index_xinfo({quote(index_name)})") if row[5])
+            if origin == "c":
+                indexes[index_name] = Index(index_name, name, bool(unique), cols, bool(partial),
+                                            sql_by_name.get(index_name))
+            else:
+                constraints.append((bool(unique), cols))
+        tables[name] = Table(name, columns, foreign_keys, tuple(sorted(constraints, key=repr)),
+                             indexes, sql_by_name.get(name))
+    return Schema(tables)
+
+
+def load_statements(statements: Sequence[str]) -> tuple[Schema, dict[str, str]]:
+    """Execute snapshot statements into an in-memory database and introspect it.
+
+    Returns the schema (with each table's and index's own CREATE text attached) and the
+    statement text by object name. Only CREATE TABLE and CREATE INDEX statements are allowed.
+    """
+    mem = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        sql_by_name: dict[str, str] = {}
+        seen: set[str] = set()
+        for statement in statements:
+            try:
+                mem.execute(statement)
+            except sqlite3.Error as exc:
+                raise SchemaError(f"snapshot statement failed: {exc}: {statement[:200]}") from exc
+            created = [(kind, name) for kind, name in
+                       mem.execute("SELECT type, name FROM sqlite_master WHERE sql IS NOT NULL")
+                       if name not in seen]
+            if len(created) != 1 or created[0][0] not in ("table", "index"):
+                raise SchemaError("a snapshot may hold only CREATE TABLE and CREATE INDEX statements, "
+                                  f"one object each: {statement[:200]}")
+            seen.add(created[0][1])
+            sql_by_name[created[0][1]] = statement
+        reserved = [name for name in sql_by_name if name == HISTORY_TABLE or name.startswith(_TEMP_PREFIX)]
+        if reserved:
+            raise SchemaError(f"snapshot uses reserved table names: {', '.join(reserved)}")
+        schema = introspect(mem, sql_by_name)
+        order = [name for name in sql_by_name if name in schema.tables]
+        return Schema({name: schema.tables[name] for name in order}), sql_by_name
+    finally:
+        mem.close()
+
+
+# --------------------------------------------------------------------------- CREATE text helpers
+
+def _scan_tokens(sql: str) -> list[tuple[str, int, int]]:
+    """Split SQL into (token, start, end): identifiers/keywords, quoted names, strings, punctuation."""
+    tokens = []
+    i, n = 0, len(sql)
+    closers = {'"': '"', "`": "`", "[": "]", "'": "'"}
+    while i < n:
+        ch = sql[i]
+        if ch.isspace():
+            i += 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif ch in closers:
+            close = closers[ch]
+            j = i + 1
+            while j < n:
+                if sql[j] == close:
+                    if close != "]" and j + 1 < n and sql[j + 1] == close:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            tokens.append((sql[i:j + 1], i, j + 1))
+            i = j + 1
+        elif ch.isalnum() or ch == "_":
+            j = i
+            while j < n and (sql[j].isalnum() or sql[j] in "_$"):
+                j += 1
+            tokens.append((sql[i:j], i, j))
+            i = j
+        else:
+            tokens.append((ch, i, i + 1))
+            i += 1
+    return tokens
+
+
+def _unquote(token: str) -> str:
+    if token[:1] in ('"', "`") and token[-1:] == token[:1]:
+        return token[1:-1].replace(token[0] * 2, token[0])
+    if token[:1] == "[" and token[-1:] == "]":
+        return token[1:-1]
+    return token
+
+
+def _create_table_parts(sql: str) -> tuple[int, int, list[str]]:
+    """Where the table name sits in a CREATE TABLE text, and its top-level definitions."""
+    tokens = _scan_tokens(sql)
+    pos = 0
+    words = [t[0].upper() for t in tokens]
+    while pos < len(words) and words[pos] in ("CREATE", "TEMP", "TEMPORARY", "TABLE", "IF", "NOT", "EXISTS"):
+        pos += 1
+    if pos >= len(tokens):
+        raise SchemaError(f"not a CREATE TABLE statement: {sql[:200]}")
+    name_start, name_end = tokens[pos][1], tokens[pos][2]
+    if pos + 2 < len(tokens) and tokens[pos + 1][0] == ".":   # schema-qualified name
+        name_end = tokens[pos + 2][2]
+        pos += 2
+    depth, start, parts = 0, None, []
+    for token, t_start, t_end in tokens[pos + 1:]:
+        if token == "(":
+            depth += 1
+            if depth == 1:
+                start = t_end
+                continue
+        elif token == ")":
+            depth -= 1
+            if depth == 0:
+                parts.append(sql[start:t_start].strip())
+                break
+        elif token == "," and depth == 1:
+            parts.append(sql[start:t_start].strip())
+            start = t_end
+    return name_start, name_end, parts
+
+
+def _rename_in_create(sql: str, new_name: str) -> str:
+    """The CREATE TABLE text with the table's own name replaced (self-references are kept)."""
+    name_start, name_end, _ = _create_table_parts(sql)
+    return sql[:name_start] + quote(new_name) + sql[name_end:]
+
+
+def _definitions(sql: str) -> list[str]:
+    return [" ".join(part.split()) for part in _create_table_parts(sql)[2]]
+
+
+def _column_definition(sql: str, column: str) -> str | None:
+    """The text defining ``column`` in a CREATE TABLE statement, or None."""
+    for part in _create_table_parts(sql)[2]:
+        tokens = _scan_tokens(part)
+        if tokens and tokens[0][0].upper() not in _CONSTRAINT_KEYWORDS and _unquote(tokens[0][0]) == column:
+            return part
+    return None
+
+
+# --------------------------------------------------------------------------- operations
+
+@dataclass
+class Operation:
+    """One step of a migration: a value that describes itself and produces its SQL.
+
+    ``loss`` explains, in plain words, which data the step destroys (None when it keeps all
+    data); such steps need ``force``. ``warnings`` name rows that will block the step or
+    values it will change.
+    """
+    kind: ClassVar[str] = "operation"
+    table: str
+    loss: str | None = field(default=None, kw_only=True)
+    warnings: list[str] = field(default_factory=list, kw_only=True)
+    source: str | None = field(default=None, kw_only=True)   # the live table's name before any rename
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def statements(self) -> list[str]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "table": self.table, "description": self.describe(),
+                "destructive": self.loss is not None, "loss": self.loss, "warnings": list(self.warnings)}
+
+
+@dataclass
+class CreateTable(Operation):
+    kind: ClassVar[str] = "create_table"
+    sql: str = ""
+
+    def describe(self) -> str:
+        return f"create table {self.table}"
+
+    def statements(self) -> list[str]:
+        return [self.sql]
+
+
+@dataclass
+class DropTable(Operation):
+    kind: ClassVar[str] = "drop_table"
+    rows: int = 0
+
+    def describe(self) -> str:
+        return f"drop table {self.table} ({self.rows} rows)"
+
+    def statements(self) -> list[str]:
+        return [f"DROP TABLE {quote(self.table)}"]
+
+
+@dataclass
+class RenameTable(Operation):
+    kind: ClassVar[str] = "rename_table"
+    old: str = ""
+
+    def describe(self) -> str:
+        return f"rename table {self.old} to {self.table}"
+
+    def statements(self) -> list[str]:
+        return [f"ALTER TABLE {quote(self.old)} RENAME TO {quote(self.table)}"]
+
+
+@dataclass
+class AddColumn(Operation):
+    kind: ClassVar[str] = "add_column"
+    column: str = ""
+    definition: str = ""
+
+    def describe(self) -> str:
+        return f"add column {self.table}.{self.column} ({self.definition})"
+
+    def statements(self) -> list[str]:
+        return [f"ALTER TABLE {quote(self.table)} ADD COLUMN {self.definition}"]
+
+
+@dataclass
+class RebuildTable(Operation):
+    """SQLite's generalized ALTER TABLE: new table, copy, drop old, rename, recreate indexes.
+
+    ``copy`` pairs each target column with the SQL expression that fills it from the old
+    table (None: the column's default applies).
+    """
+    kind: ClassVar[str] = "rebuild_table"
+    sql: str = ""
+    copy: list[tuple[str, str | None]] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    index_sql: list[str] = field(default_factory=list)
+
+    @property
+    def temp_name(self) -> str:
+        return _TEMP_PREFIX + self.table
+
+    def describe(self) -> str:
+        return f"rebuild table {self.table}: " + "; ".join(self.changes)
+
+    def statements(self) -> list[str]:
+        filled = [(column, expr) for column, expr in self.copy if expr is not None]
+        targets = ", ".join(quote(column) for column, _ in filled)
+        sources = ", ".join(expr for _, expr in filled)
+        statements = [_rename_in_create(self.sql, self.temp_name)]
+        if filled:
+            statements.append(f"INSERT INTO {quote(self.temp_name)} ({targets}) "
+                              f"SELECT {sources} FROM {quote(self.table)}")
+        statements += [f"DROP TABLE {quote(self.table)}",
+                       f"ALTER TABLE {quote(self.temp_name)} RENAME TO {quote(self.table)}",
+                       *self.index_sql]
+        return statements
+
+
+@dataclass
+class CreateIndex(Operation):
+    kind: ClassVar[str] = "create_index"
+    name: str = ""
+    sql: str = ""
+
+    def describe(self) -> str:
+        return f"create index {self.name} on {self.table}"
+
+    def statements(self) -> list[str]:
+        return [self.sql]
+
+
+@dataclass
+class DropIndex(Operation):
+    kind: ClassVar[str] = "drop_index"
+    name: str = ""
+
+    def describe(self) -> str:
+        return f"drop index {self.name} on {self.table}"
+
+    def statements(self) -> list[str]:
+        return [f"DROP INDEX {quote(self.name)}"]
+
+
+# --------------------------------------------------------------------------- the differ
+
+def _count(conn: sqlite3.Connection, table: str, where: str = "1") -> int:
+    return conn.execute(f"SELECT COUNT(*) FROM {quote(table)} WHERE {where}").fetchone()[0]
+
+
+def _length_limit(declared: str) -> tuple[str, int] | None:
+    match = _LENGTH_RE.match(declared)
+    return (match.group(1).strip(), int(match.group(2))) if match else None
+
+
+def _addable(column: Column, definition: str | None, constrained: set[str]) -> bool:
+    """Whether ALTER TABLE ADD COLUMN can add this column (SQLite's documented restrictions)."""
+    default = (column.default or "").strip()
+    return (definition is not None and column.pk == 0 and column.hidden == 0
+            and column.name not in constrained
+            and not (column.notnull and column.default is None)
+            and not default.startswith("(") and default.upper() not in _NON_CONSTANT_DEFAULTS)
+
+
+def _constrained_columns(table: Table) -> set[str]:
+    return {col for _unique, cols in table.constraints for col, _desc, _coll in cols if col}
+
+
+class _TableDiff:
+    """How one live table maps onto its target: column sources, drops, renames, additions."""
+
+    def __init__(self, live: Table, target: Table, renames: Renames) -> None:
+        self.live, self.target = live, target
+        live_names, target_names = live.column_names, set(target.column_names)
+        self.source: dict[str, str | None] = {}
+        for col in target.columns:
+            if col.name in live_names:
+                self.source[col.name] = col.name
+                continue
+            candidates = [old for old in live_names if old not in target_names
+                          and renames.column_pair((live.name, target.name), col.name, old)]
+            self.source[col.name] = candidates[0] if len(candidates) == 1 else None
+        used = set(self.source.values())
+        self.dropped = [name for name in live_names if name not in used]
+        self.renamed = [(new, old) for new, old in self.source.items() if old is not None and old != new]
+        self.added = [col for col in target.columns if self.source[col.name] is None]
+
+    def appends_only(self) -> bool:
+        """True when the target is the live table plus trailing columns ADD COLUMN can add."""
+        live, target = self.live, self.target
+        n = len(live.columns)
+        if self.renamed or self.dropped or target.columns[:n] != live.columns:
+            return False
+        added_names = {col.name for col in self.added}
+        kept_fks = tuple(fk for fk in target.foreign_keys if not set(fk.columns) <= added_names)
+        constrained = _constrained_columns(target)
+        return (kept_fks == live.foreign_keys and target.constraints == live.constraints
+                and target.sql is not None
+                and all(_addable(col, _column_definition(target.sql, col.name), constrained)
+                        for col in self.added))
+
+    def changes(self) -> list[str]:
+        """Plain-words list of what differs, for the plan."""
+        out = [f"rename column {old} to {new}" for new, old in self.renamed]
+        out += [f"add column {col.name}" for col in self.added]
+        out += [f"drop column {name}" for name in self.dropped]
+        for col in self.target.columns:
+            old_name = self.source[col.name]
+            old = self.live.column(old_name) if old_name else None
+            if old is None:
+                continue
+            if old.type != col.type:
+                out.append(f"column {col.name}: type {old.type or '(none)'} -> {col.type or '(none)'}")
+            if old.notnull != col.notnull:
+                out.append(f"column {col.name}: " + ("NOT NULL" if col.notnull else "now nullable"))
+            if old.default != col.default:
+                out.append(f"column {col.name}: default {old.default} -> {col.default}")
+            if old.pk != col.pk:
+                out.append(f"column {col.name}: primary key changes")
+        kept = [name for name in self.live.column_names if name not in self.dropped]
+        if [self.source[c.name] for c in self.target.columns if self.source[c.name]] != kept:
+            out.append("column order changes")
+        if self.live.foreign_keys != self.target.foreign_keys:
+            out.append("foreign keys change")
+        if self.live.constraints != self.target.constraints:
+            out.append("unique / primary key constraints change")
+        return out
+
+
+def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, changes: list[str],
+             index_sql: list[str]) -> RebuildTable:
+    """A RebuildTable with its copy expressions, the data it loses and the rows that block it."""
+    live, target = diff.live, diff.target
+    op = RebuildTable(target.name, sql=target.sql or "", changes=changes, index_sql=index_sql,
+                      source=source_name)
+    losses = []
+    rows = _count(conn, source_name)
+    for name in diff.dropped:
+        filled = _count(conn, source_name, f"{quote(name)} IS NOT NULL")
+        if filled:
+            losses.append(f"column {live.name}.{name} is dropped with {filled} non-NULL values")
+    for col in target.columns:
+        old_name = diff.source[col.name]
+        if old_name is None:
+            op.copy.append((col.name, None))
+            if col.notnull and col.default is None and rows:
+                op.warnings.append(f"new column {target.name}.{col.name} is NOT NULL without a default "
+                                   f"and the table has {rows} rows: the migration will fail")
+            continue
+        old = live.column(old_name)
+        expr = quote(old_name)
+        if col.notnull and old is not None and not old.notnull:
+            nulls = _count(conn, source_name, f"{expr} IS NULL")
+            if nulls and col.default is not None:
+                expr = f"COALESCE({expr}, {col.default})"
+                op.warnings.append(f"{nulls} NULL values in {live.name}.{old_name} become the default "
+                                   f"{col.default}")
+            elif nulls:
+                op.warnings.append(f"{nulls} rows have NULL in {live.name}.{old_name}, which becomes "
+                                   f"NOT NULL without a default: the migration will fail")
+        old_limit, new_limit = _length_limit(old.type if old else ""), _length_limit(col.type)
+        if new_limit and (old_limit is None or new_limit[1] < old_limit[1]):
+            longer = _count(conn, source_name, f"length({quote(old_name)}) > {new_limit[1]}")
+            if longer:
+                losses.append(f"{longer} values in {live.name}.{old_name} are longer than the new "
+                              f"{col.type}")
+        op.copy.append((col.name, expr))
+    op.loss = "; ".join(losses) or None
+    return op
+
+
+def _same_text(recorded: str | None, target: str | None, table_sql: bool) -> bool:
+    """Compare two snapshots' CREATE texts; unknown text counts as the same."""
+    if recorded is None or target is None:
+        return True
+    if table_sql:
+        return _definitions(recorded) == _definitions(target)
+    return " ".join(recorded.split()) == " ".join(target.split())
+
+
+def diff_schemas(conn: sqlite3.Connection, live: Schema, target: Schema, renames: Renames,
+                 recorded: Schema | None = None) -> list[Operation]:
+    """The operations that turn ``live`` into ``target``, in execution order.
+
+    ``recorded`` is the snapshot the database says it is on; when the live schema still
+    matches it, its CREATE texts reveal changes the PRAGMAs cannot see (CHECK, COLLATE).
+    """
+    if recorded is not None and recorded.signature() != live.signature():
+        recorded = None
+    renamed: list[Operation] = []
+    created: list[Operation] = []
+    added: list[Operation] = []
+    rebuilt: list[Operation] = []
+    live_name_of: dict[str, str] = {}
+    for name, table in target.tables.items():
+        if name in live.tables:
+            live_name_of[name] = name
+            continue
+        olds = [old for old in live.tables if old not in target.tables and old not in live_name_of.values()
+                and renames.table_pair(name, old)]
+        if len(olds) == 1:
+            live_name_of[name] = olds[0]
+            renamed.append(RenameTable(name, old=olds[0]))
+        else:
+            created.append(CreateTable(name, sql=table.sql or ""))
+    rebuilt_tables: set[str] = set()
+    for name, live_name in live_name_of.items():
+        live_table, target_table = live.tables[live_name], target.tables[name]
+        recorded_table = recorded.tables.get(live_name) if recorded else None
+        diff = _TableDiff(live_table, target_table, renames)
+        text_same = _same_text(recorded_table.sql if recorded_table else None, target_table.sql, True)
+        if live_table.shape() == target_table.shape() and text_same:
+            continue
+        if diff.added and diff.appends_only() and (
+                recorded_table is None or recorded_table.sql is None or target_table.sql is None
+                or [d for d in _definitions(target_table.sql)
+                    if d not in {" ".join(_column_definition(target_table.sql, c.name).split())
+                                 for c in diff.added}] == _definitions(recorded_table.sql)):
+            added += [AddColumn(name, column=col.name, source=live_name,
+                                definition=_column_definition(target_table.sql, col.name))
+                      for col in diff.added]
+            continue
+        changes = diff.changes() or ["definition text changes (CHECK, COLLATE or similar)"]
+        index_sql = [index.sql for index in target_table.indexes.values() if index.sql]
+        rebuilt.append(_rebuild(conn, diff, live_name, changes, index_sql))
+        rebuilt_tables.add(name)
+    dropped = [DropTable(old, rows=_count(conn, old)) for old in reversed(list(live.tables))
+               if old not in live_name_of.values()]
+    for op in dropped:
+        if op.rows:
+            op.loss = f"table {op.table} is dropped with {op.rows} rows"
+    drop_indexes, create_indexes = _diff_indexes(live, target, recorded, live_name_of, rebuilt_tables)
+    return renamed + drop_indexes + created + added + rebuilt + dropped + create_indexes
+
+
+def _diff_indexes(live: Schema, target: Schema, recorded: Schema | None, live_name_of: dict[str, str],
+                  rebuilt: set[str]) -> tuple[list[Operation], list[Operation]]:
+    """Named indexes to drop first and to create last (rebuilt tables recreate their own)."""
+    target_name_of = {old: new for new, old in live_name_of.items()}
+    live_indexes = {idx.name: idx for table in live.tables.values() for idx in table.indexes.values()}
+    recorded_sql = ({idx.name: idx.sql for table in recorded.tables.values() for idx in table.indexes.values()}
+                    if recorded else {})
+    kept: set[str] = set()
+    creates: list[Operation] = []
+    for table in target.tables.values():
+        for idx in table.indexes.values():
+            old = live_indexes.get(idx.name)
+            if table.name in rebuilt:
+                continue
+            if (old is not None and target_name_of.get(old.table) == idx.table
+                    and Index(old.name, idx.table, old.unique, old.columns, old.partial) == idx
+                    and _same_text(recorded_sql.get(idx.name), idx.sql, False)):
+                kept.add(idx.name)
+                continue
+            creates.append(CreateIndex(table.name, name=idx.name, sql=idx.sql or "",
+                                       source=live_name_of.get(table.name)))
+    drops: list[Operation] = [DropIndex(idx.table, name=idx.name) for idx in live_indexes.values()
+                              if idx.name not in kept and target_name_of.get(idx.table) not in rebuilt]
+    return drops, creates
+
+
+# --------------------------------------------------------------------------- execution
+
+_CONSTRAINT_RE = re.compile(r"^(NOT NULL|UNIQUE) constraint failed: (.+)$")
+
+
+def execute_plan(conn: sqlite3.Connection, operations: Sequence[Operation], target: Schema,
+                 record: Any = None) -> None:
+    """Run ``operations`` in one transaction, check foreign keys, verify, record, commit.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``): ``PRAGMA foreign_keys`` is a
+    no-op inside a transaction, and it must be off so that dropping a rebuilt table neither
+    cascades nor fails. ``record(conn)`` runs inside the transaction just before COMMIT. On any
+    failure the transaction is rolled back and a :class:`SchemaError` names what blocked it.
+    """
+    foreign_keys_on = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("PRAGMA legacy_alter_table = OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        failed: tuple[Operation, sqlite3.Error] | None = None
+        violations: list[tuple] = []
+        try:
+            for op in operations:
+                for statement in op.statements():
+                    try:
+                        conn.execute(statement)
+                    except sqlite3.Error as exc:
+                        failed = (op, exc)
+                        raise
+            violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if violations:
+                raise SchemaError(_describe_violations(conn, violations),
+                                  details={"foreign_key_violations": [list(v) for v in violations[:20]],
+                                           "count": len(violations)})
+            reached = introspect(conn).signature()
+            if reached != target.signature():
+                raise SchemaError("the migration did not reach the snapshot's schema (a Fluxon bug); "
+                                  "nothing was changed",
+                                  details={"tables": sorted(set(reached) ^ set(target.signature()))})
+            if record is not None:
+                record(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if failed is not None:
+                op, error = failed
+                message, details = _explain_failure(conn, op, error)
+                raise SchemaError(message, details=details) from exc
+            if isinstance(exc, sqlite3.Error):
+                raise SchemaError(f"migration failed: {exc}; the database is unchanged") from exc
+            raise
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys_on else 'OFF'}")
+
+
+def _describe_violations(conn: sqlite3.Connection, violations: list[tuple]) -> str:
+    samples = ", ".join(f"{table} rowid {rowid} -> {parent}" for table, rowid, parent, _fk in violations[:5])
+    return (f"{len(violations)} rows would violate foreign keys after the migration ({samples}); "
+            "the database is unchanged")
+
+
+def _explain_failure(conn: sqlite3.Connection, op: Operation, error: sqlite3.Error) -> tuple[str, dict]:
+    """After the rollback: the message and details naming the rows that blocked ``op``."""
+    details: dict[str, Any] = {"operation": op.describe(), "sqlite_error": str(error)}
+    message = f"migration failed at '{op.describe()}': {error}"
+    match = _CONSTRAINT_RE.match(str(error))
+    source = op.source
+    if match and source:
+        columns = [part.strip().split(".", 1)[-1] for part in match.group(2).split(",")]
+        exprs = dict(op.copy) if isinstance(op, RebuildTable) else {c: quote(c) for c in columns}
+        try:
+            if match.group(1) == "NOT NULL":
+                expr = exprs.get(columns[0])
+                where = f"{expr} IS NULL" if expr else "1"
+                count = _count(conn, source, where)
+                rowids = [r[0] for r in conn.execute(
+                    f"SELECT rowid FROM {quote(source)} WHERE {where} LIMIT {_SAMPLE_ROWS}")]
+                details.update(blocking_rows=rowids, blocking_count=count, constraint=match.group(0))
+                message += (f"; {count} rows of {source} have no value for {columns[0]} "
+                            f"(rowids {', '.join(map(str, rowids))})")
+            else:
+                cols = [exprs.get(c) or quote(c) for c in columns]
+                groups = conn.execute(
+                    f"SELECT {', '.join(cols)}, COUNT(*), group_concat(rowid) FROM {quote(source)} "
+                    f"WHERE {' AND '.join(c + ' IS NOT NULL' for c in cols)} "
+                    f"GROUP BY {', '.join(cols)} HAVING COUNT(*) > 1 LIMIT {_SAMPLE_ROWS}").fetchall()
+                shown = [{"values": list(g[:len(cols)]), "rowids": [int(x) for x in str(g[-1]).split(",")]}
+                         for g in groups]
+                details.update(blocking_rows=shown, constraint=match.group(0))
+                message += "; rows sharing a value: " + "; ".join(
+                    f"{', '.join(map(repr, g['values']))} (rowids {', '.join(map(str, g['rowids']))})"
+                    for g in shown)
+        except sqlite3.Error as exc:   # the diagnosis is best effort; the failure itself is known
+            log.debug("could not find the blocking rows: %s", exc)
+    return message + "; the database is unchanged", details
