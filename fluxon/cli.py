@@ -30,6 +30,8 @@ main.add_command(pubkey)
 main.add_command(client_key)
 from fluxon.console import ctl  # noqa: E402  (console)
 main.add_command(ctl)
+from fluxon.worker.cli import worker_command  # noqa: E402  (worker)
+main.add_command(worker_command)
 
 
 if __name__ == "__main__":

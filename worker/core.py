@@ -1,0 +1,337 @@
+"""The worker process: one DEALER to the broker's backend, views on an asyncio loop.
+
+Life of a worker (Paranoid Pirate, see docs/protocol.md section 4.7):
+
+1. connect a fresh DEALER (CURVE in secure mode) and send READY with its credit
+   (the concurrency) and its idempotent routes;
+2. run each REQUEST (``def`` views in a thread pool, ``async def`` views on the
+   loop) and answer with REPLY; answer ADMIN jobs with ADMIN_REPLY;
+3. send HEARTBEAT every interval; when the broker is silent for
+   ``interval * liveness`` or says DISCONNECT, close the socket and reconnect
+   with exponential backoff, then READY again (a restarted broker is survived);
+4. on SIGTERM/SIGINT answer new work with ``Unavailable``, finish in-flight
+   requests within ``shutdown_timeout_s``, send DISCONNECT and return 0.
+
+The socket is watched through its ``zmq.FD`` (edge-triggered) with
+``loop.add_reader`` and drained until ``zmq.Again``, also after each send.
+Malformed messages are logged and dropped; nothing from the network can stop
+the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket as _socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from fluxon import protocol
+from fluxon.errors import ConfigurationError, ProtocolError, Unavailable, encode_error
+from fluxon.keys import DeploymentKeys, derive_keys, load_private_key
+from fluxon.routing import Router
+from fluxon.worker.admin import run_admin
+from fluxon.worker.execution import STATUS_ERROR, STATUS_OK, Outcome, ViewRunner
+
+__all__ = ["Worker", "WorkerConfig", "open_database", "keys_for"]
+
+log = logging.getLogger("fluxon.worker")
+
+if (STATUS_OK, STATUS_ERROR) != (protocol.STATUS_OK, protocol.STATUS_ERROR):  # pragma: no cover
+    raise ImportError("fluxon.worker.execution's status codes disagree with fluxon.protocol")
+
+
+@dataclass
+class WorkerConfig:
+    """How a worker connects and behaves; ``keys=None`` is plain (unencrypted) mode."""
+
+    connect: str = "tcp://127.0.0.1:8081"
+    app: str = ""
+    concurrency: int = 16
+    keys: DeploymentKeys | None = None
+    heartbeat_interval_s: float = 1.0
+    heartbeat_liveness: int = 3
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 16.0
+    shutdown_timeout_s: float = 10.0
+    max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.concurrency <= 0xFFFF:
+            raise ConfigurationError(f"concurrency must be between 1 and 65535, got {self.concurrency}")
+        if self.heartbeat_interval_s <= 0 or self.heartbeat_liveness < 1:
+            raise ConfigurationError("heartbeat interval must be > 0 and liveness >= 1")
+
+
+def keys_for(router: Router, *, key_file: str | None = None, insecure: bool = False) -> DeploymentKeys | None:
+    """The deployment keys for secure mode, or ``None`` in plain mode (``insecure``).
+
+    The private key comes from ``key_file``, then ``$FLUXON_PRIVATE_KEY``, then
+    ``Router(private_key=...)``; secure mode without any is a ConfigurationError.
+    """
+    if insecure:
+        return None
+    private_key = load_private_key(key_file, os.environ, router.private_key)
+    if private_key is None:
+        raise ConfigurationError("secure mode needs the deployment private key: pass --key-file FILE, set "
+                                 "FLUXON_PRIVATE_KEY or give Router(private_key=...); use --insecure "
+                                 "(secure=False) for local development without encryption")
+    return derive_keys(private_key)
+
+
+def open_database(router: Router) -> Any:
+    """The application's SqliteDatabase when the Router names one, else ``None`` (logged)."""
+    if not router.database_path:
+        return None
+    try:
+        from fluxon.database.manipulation import SqliteDatabase
+    except ImportError as exc:
+        log.warning("fluxon.database.manipulation is not available (%s); request.db is disabled", exc)
+        return None
+    return SqliteDatabase(router.database_path, models=router.models)
+
+
+class Worker:
+    """Serves one Router's views to one broker until stopped."""
+
+    def __init__(self, router: Router, config: WorkerConfig, *, db: Any = None) -> None:
+        self.router = router
+        self.config = config
+        self._db = db
+        self._ctx: zmq.Context | None = None
+        self._sock: zmq.Socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: ViewRunner | None = None
+        self._generation = 0            # bumps on every reconnect; replies of older ones are dropped
+        self._in_flight: set[asyncio.Task] = set()
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+        self._last_recv = 0.0
+        self._last_send = 0.0
+        self._backoff = config.reconnect_initial_s
+        self._heard_since_connect = False
+        self._announced = False
+        self._reconnect_handle: asyncio.TimerHandle | None = None
+        self._ready_frames = protocol.encode_worker_ready(config.concurrency, {
+            "pid": os.getpid(), "host": _socket.gethostname(), "concurrency": config.concurrency,
+            "app": config.app, "idempotent": router.idempotent_routes,
+        })
+
+    # ------------------------------------------------------------------ public
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT or :meth:`stop`; returns the exit code (0)."""
+        return asyncio.run(self.serve())
+
+    def stop(self) -> None:
+        """Ask the worker to finish in-flight requests and leave; safe from any thread."""
+        loop = self._loop
+        if loop is not None and self._stop_event is not None:
+            loop.call_soon_threadsafe(self._stop_event.set)
+
+    async def serve(self, *, install_signal_handlers: bool = True) -> int:
+        """The worker's main coroutine."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._stop_event.set)
+        if self._db is None:
+            self._db = open_database(self.router)
+        self._runner = ViewRunner(self.router, concurrency=self.config.concurrency,
+                                  debug=self.config.debug, db=self._db)
+        self._ctx = zmq.Context()
+        ticker = asyncio.create_task(self._heartbeat_loop())
+        try:
+            self._connect()
+            await self._stop_event.wait()
+            await self._shutdown()
+        finally:
+            ticker.cancel()
+            self._close_socket(linger_ms=1000 if self._stopping else 0)
+            self._runner.shutdown(wait=False)
+            self._ctx.term()
+            if install_signal_handlers:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(sig)
+        log.info("worker stopped")
+        return 0
+
+    # ------------------------------------------------------------------ socket
+
+    def _connect(self) -> None:
+        """A fresh DEALER to the broker, then READY."""
+        self._reconnect_handle = None
+        self._generation += 1
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        sock.setsockopt(zmq.RCVHWM, 10_000)
+        if self.config.keys is not None:
+            _configure_curve_client(sock, self.config.keys.broker.public, self.config.keys.worker)
+        sock.connect(self.config.connect)
+        self._sock = sock
+        self._heard_since_connect = False
+        self._last_recv = time.monotonic()
+        self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
+        self._send(self._ready_frames)
+        log.debug("connecting to broker at %s (READY sent, credit %d)", self.config.connect,
+                  self.config.concurrency)
+
+    def _close_socket(self, linger_ms: int = 0) -> None:
+        if self._sock is None:
+            return
+        try:
+            self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
+        except (zmq.ZMQError, ValueError):
+            pass
+        self._sock.close(linger=linger_ms)
+        self._sock = None
+
+    def _reconnect(self, reason: str) -> None:
+        """Drop the socket and open a fresh one after the current backoff."""
+        if self._stopping or self._reconnect_handle is not None:
+            return
+        self._close_socket()
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self.config.reconnect_max_s)
+        log.warning("%s; reconnecting to %s in %.2fs", reason, self.config.connect, delay)
+        self._reconnect_handle = self._loop.call_later(delay, self._connect)
+
+    def _send(self, frames: list) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.send_multipart(frames, zmq.NOBLOCK, copy=len(frames) == 1)
+            self._last_send = time.monotonic()
+        except zmq.Again:
+            log.warning("send queue to the broker is full; message dropped")
+        except zmq.ZMQError as exc:
+            log.warning("cannot send to the broker: %s", exc)
+        # The FD is edge-triggered: a send may have consumed the readiness edge.
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Read every message that is ready, until zmq.Again."""
+        while self._sock is not None:
+            sock = self._sock
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:
+                log.warning("receive from the broker failed: %s", exc)
+                return
+            self._last_recv = time.monotonic()
+            if not self._heard_since_connect:
+                self._heard_since_connect = True
+                self._backoff = self.config.reconnect_initial_s
+                if not self._announced:
+                    self._announced = True
+                    log.info("worker ready: connected to %s, credit %d, pid %d",
+                             self.config.connect, self.config.concurrency, os.getpid())
+                else:
+                    log.info("reconnected to the broker at %s", self.config.connect)
+            try:
+                message = protocol.decode_worker_message(frames)
+            except ProtocolError as exc:
+                log.warning("dropped a malformed message from the broker: %s", exc.message)
+                continue
+            self._dispatch(message)
+
+    # ------------------------------------------------------------------ messages
+
+    def _dispatch(self, message: protocol.WorkerMessage) -> None:
+        if isinstance(message, protocol.WorkerRequest):
+            self._start_job(message)
+        elif isinstance(message, protocol.Heartbeat):
+            return
+        elif isinstance(message, protocol.Disconnect):
+            self._reconnect("the broker said DISCONNECT")
+        elif isinstance(message, protocol.Admin):
+            self._start_admin(message)
+        else:
+            log.warning("dropped an unexpected %s from the broker", type(message).__name__.upper())
+
+    def _start_job(self, job: protocol.WorkerRequest) -> None:
+        if self._stopping:
+            body = encode_error(Unavailable("the worker is shutting down"))
+            self._send(protocol.encode_worker_reply(job.job_id, STATUS_ERROR, body))
+            return
+        payload = job.payload if isinstance(job.payload, bytes) else bytes(job.payload)
+        task = self._loop.create_task(self._run_job(job.job_id, job.route, job.context, payload,
+                                                    self._generation))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _run_job(self, job_id: int, route: str, context: bytes, payload: bytes,
+                       generation: int) -> None:
+        outcome: Outcome = await self._runner.run(route, context, payload)
+        if generation != self._generation:
+            log.info("dropped the reply to job %d: the connection it came on is gone", job_id)
+            return
+        self._send(protocol.encode_worker_reply(job_id, outcome.status, outcome.body,
+                                                changes=outcome.changes))
+
+    def _start_admin(self, admin: protocol.Admin) -> None:
+        async def run() -> None:
+            generation = self._generation
+            ok, result = await self._loop.run_in_executor(None, run_admin, self.router, admin.op)
+            if generation == self._generation:
+                self._send(protocol.encode_admin_reply(admin.job_id, STATUS_OK if ok else STATUS_ERROR,
+                                                       result))
+        task = self._loop.create_task(run())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    # ------------------------------------------------------------------ heartbeats and shutdown
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config.heartbeat_interval_s
+        silence_limit = interval * self.config.heartbeat_liveness
+        while True:
+            await asyncio.sleep(interval)
+            if self._sock is None:
+                continue
+            self._send(protocol.encode_heartbeat())
+            silent_for = time.monotonic() - self._last_recv
+            if silent_for > silence_limit:
+                self._reconnect(f"the broker has been silent for {silent_for:.1f}s")
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        if self._reconnect_handle is not None:
+            self._reconnect_handle.cancel()
+            self._reconnect_handle = None
+        pending = set(self._in_flight)
+        if pending:
+            log.info("stopping: finishing %d in-flight request(s) (up to %.1fs)", len(pending),
+                     self.config.shutdown_timeout_s)
+            _, late = await asyncio.wait(pending, timeout=self.config.shutdown_timeout_s)
+            if late:
+                log.warning("stopping: %d request(s) did not finish in time and are abandoned", len(late))
+                for task in late:
+                    task.cancel()
+        self._send(protocol.encode_disconnect())
+        log.info("said goodbye to the broker")
+
+
+def _configure_curve_client(sock: zmq.Socket, server_public: bytes, pair: Any) -> None:
+    """CURVE client options for the worker's socket (fluxon.security's helper when present)."""
+    try:
+        from fluxon.security import configure_curve_client
+    except ImportError:
+        sock.curve_serverkey = server_public
+        sock.curve_publickey = pair.public
+        sock.curve_secretkey = pair.secret
+        return
+    configure_curve_client(sock, server_public, pair)
