@@ -1,0 +1,113 @@
+"""DDL generated from models: deterministic CREATE TABLE and CREATE INDEX statements.
+
+The same models always give the same text (tables in dependency order, columns in
+declaration order), so schema snapshots can be compared as text. Statements carry no
+trailing semicolon.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable
+from typing import Any
+
+from fluxon.database.expressions import quote
+from fluxon.database.fields import PROTECT, RESTRICT, AutoField, Field, ForeignKey, _NO_DEFAULT
+from fluxon.database.models import Model, collect_models
+from fluxon.errors import ConfigurationError
+
+__all__ = ["schema_statements", "create_table_statement", "create_index_statements",
+           "column_definition", "sql_literal", "index_name"]
+
+
+def sql_literal(value: Any) -> str:
+    """A constant from a model definition as an SQL literal (for DEFAULT clauses)."""
+    if value is None:
+        return "NULL"
+    if value is True or value is False:
+        return "1" if value else "0"
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, bytes):
+        return "X'" + value.hex() + "'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise ConfigurationError(f"cannot write {value!r} as an SQL literal")
+
+
+def _default_clause(field: Field) -> str:
+    default = field.default
+    if default is _NO_DEFAULT or callable(default) or field.auto_now or field.auto_now_add:
+        return ""
+    return " DEFAULT " + sql_literal(field.db_value(default))
+
+
+def column_definition(field: Field) -> str:
+    """One column of CREATE TABLE: name, type, constraints, default, check, reference."""
+    parts = [quote(field.column), field.sql_type]
+    if not field.null or field.primary_key:
+        parts.append("NOT NULL")
+    if field.primary_key:
+        parts.append("PRIMARY KEY")
+        if isinstance(field, AutoField):
+            parts.append("AUTOINCREMENT")
+    elif field.unique:
+        parts.append("UNIQUE")
+    text = " ".join(parts) + _default_clause(field)
+    check = field.ddl_check()
+    if check:
+        text += f" CHECK ({check})"
+    if isinstance(field, ForeignKey):
+        target = field.rel_field
+        on_delete = RESTRICT if field.on_delete == PROTECT else field.on_delete
+        text += (f" REFERENCES {quote(field.rel_model._meta.table_name)} ({quote(target.column)})"
+                 f" ON DELETE {on_delete}")
+    return text
+
+
+def _columns_of(model: type[Model], names: Iterable[str]) -> list[str]:
+    meta = model._meta
+    columns = []
+    for name in names:
+        field = meta.by_key.get(name)
+        if field is None:
+            raise ConfigurationError(f"{model.__name__}.Meta names an unknown field {name!r}")
+        columns.append(field.column)
+    return columns
+
+
+def create_table_statement(model: type[Model], *, if_not_exists: bool = False) -> str:
+    """``CREATE TABLE`` for one model (unique_together as table constraints)."""
+    meta = model._meta
+    lines = [column_definition(f) for f in meta.fields]
+    for group in meta.unique_together:
+        lines.append("UNIQUE (" + ", ".join(quote(c) for c in _columns_of(model, group)) + ")")
+    head = "CREATE TABLE IF NOT EXISTS " if if_not_exists else "CREATE TABLE "
+    return head + quote(meta.table_name) + " (\n    " + ",\n    ".join(lines) + "\n)"
+
+
+def index_name(table: str, columns: Iterable[str]) -> str:
+    """The name Fluxon gives the index on ``columns`` of ``table``."""
+    return "idx_" + table + "_" + "_".join(columns)
+
+
+def create_index_statements(model: type[Model], *, if_not_exists: bool = False) -> list[str]:
+    """``CREATE INDEX`` for indexed fields (and Meta.indexes), in declaration order."""
+    meta = model._meta
+    groups = [[f.column] for f in meta.fields if f.index and not (f.unique or f.primary_key)]
+    groups += [_columns_of(model, group) for group in meta.indexes]
+    head = "CREATE INDEX IF NOT EXISTS " if if_not_exists else "CREATE INDEX "
+    return [f"{head}{quote(index_name(meta.table_name, cols))} ON {quote(meta.table_name)} ("
+            + ", ".join(quote(c) for c in cols) + ")" for cols in groups]
+
+
+def schema_statements(models: Any, *, if_not_exists: bool = False) -> list[str]:
+    """Every statement creating the tables and indexes of ``models`` (incl. m2m join tables).
+
+    ``models``: a module or an iterable of model classes (see ``collect_models``).
+    """
+    statements: list[str] = []
+    for model in collect_models(models):
+        statements.append(create_table_statement(model, if_not_exists=if_not_exists))
+        statements.extend(create_index_statements(model, if_not_exists=if_not_exists))
+    return statements

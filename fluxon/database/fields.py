@@ -1,0 +1,548 @@
+"""Model fields: each is a column node in query expressions and converts values both ways.
+
+``db_value`` validates a Python value and returns its stored form (raising
+``ValidationError`` that names the field); ``python_value`` turns a stored value back
+into its Python type. Fields whose stored form is already the Python value set
+``python_value = None`` so reading rows skips them entirely.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fluxon.database.expressions import Context, _Column, quote
+from fluxon.database.passwords import hash_password, is_password_hash
+from fluxon.errors import ConfigurationError, ValidationError
+
+__all__ = [
+    "Field", "AutoField", "CharField", "TextField", "IntegerField", "BigIntegerField",
+    "PositiveIntegerField", "FloatField", "DecimalField", "BooleanField", "DateField",
+    "TimeField", "DateTimeField", "BinaryField", "JSONField", "UUIDField", "PasswordField",
+    "ForeignKey", "OneToOneField", "ManyToManyField",
+    "CASCADE", "PROTECT", "SET_NULL", "SET_DEFAULT", "RESTRICT", "NO_ACTION",
+]
+
+CASCADE = "CASCADE"
+PROTECT = "PROTECT"          # SQLite spelling: RESTRICT (checked at once, even inside a transaction)
+SET_NULL = "SET NULL"
+SET_DEFAULT = "SET DEFAULT"
+RESTRICT = "RESTRICT"
+NO_ACTION = "NO ACTION"
+_ON_DELETE = {CASCADE, PROTECT, SET_NULL, SET_DEFAULT, RESTRICT, NO_ACTION}
+
+_counter = itertools.count()
+_NO_DEFAULT = object()
+
+
+class Field(_Column):
+    """A column of a model; also a node of query expressions (``User.name == 'x'``)."""
+
+    sql_type = "TEXT"
+    python_value: Callable[[Any], Any] | None = None
+    is_relation = False
+
+    def __init__(self, *, primary_key: bool = False, unique: bool = False, null: bool = False,
+                 default: Any = _NO_DEFAULT, index: bool = False, choices: Any = None,
+                 column_name: str | None = None, renamed_from: str | None = None,
+                 help_text: str = "") -> None:
+        self.primary_key = primary_key
+        self.unique = unique
+        self.null = null
+        self.default = default
+        self.index = index
+        self.choices = self._normalize_choices(choices)
+        self.column_name = column_name
+        self.renamed_from = renamed_from
+        self.help_text = help_text
+        self.auto_now = False
+        self.auto_now_add = False
+        self.name: str = ""
+        self.column: str = ""
+        self.model: type | None = None
+        self._order = next(_counter)
+
+    # -- wiring -------------------------------------------------------------------------
+    def bind(self, model: type, name: str) -> None:
+        """Attach the field to its model under attribute ``name``."""
+        self.model = model
+        self.name = name
+        self.column = self.column_name or name
+
+    def clone(self) -> "Field":
+        """An unbound copy (inherited fields get one copy per subclass)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.model = None
+        return copy
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return self
+        raise AttributeError(f"{owner.__name__}.{self.name} was not loaded for this row "
+                             "(it was not among the selected columns)")
+
+    def __repr__(self) -> str:
+        owner = self.model.__name__ if self.model else "?"
+        return f"<{type(self).__name__} {owner}.{self.name}>"
+
+    def __reduce__(self):
+        # Fields travel by reference to their model (e.g. inside a pickled query).
+        return (getattr, (self.model, self.name))
+
+    # -- defaults ------------------------------------------------------------------------
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _NO_DEFAULT or self.auto_now or self.auto_now_add
+
+    def get_default(self) -> Any:
+        """The default value (calling it when it is callable), or None."""
+        if self.auto_now or self.auto_now_add:
+            return self._now()
+        default = self.default
+        if default is _NO_DEFAULT:
+            return None
+        return default() if callable(default) else default
+
+    def _now(self) -> Any:
+        raise ConfigurationError(f"{type(self).__name__} has no auto_now/auto_now_add")
+
+    # -- conversion ----------------------------------------------------------------------
+    def _normalize_choices(self, choices: Any) -> frozenset | None:
+        if choices is None:
+            return None
+        values = []
+        for choice in choices:
+            values.append(choice[0] if isinstance(choice, (tuple, list)) and len(choice) == 2
+                          else choice)
+        return frozenset(values)
+
+    def fail(self, value: Any, why: str) -> ValidationError:
+        owner = self.model.__name__ if self.model else "?"
+        return ValidationError(f"{owner}.{self.name}: {why} (got {type(value).__name__})",
+                               details={"field": self.name, "model": owner})
+
+    def db_value(self, value: Any) -> Any:
+        """Validate ``value`` and return the form stored in SQLite."""
+        if value is None:
+            if self.null or self.primary_key:
+                return None
+            raise self.fail(value, "may not be None")
+        stored = self.to_storage(value)
+        if self.choices is not None and value not in self.choices:
+            raise self.fail(value, f"{value!r} is not one of the allowed choices")
+        return stored
+
+    def to_storage(self, value: Any) -> Any:
+        """Type conversion only (no null/choices checks); overridden per field type."""
+        return value
+
+    def _convert_value(self, value: Any) -> Any:
+        # Values compared with this column in a WHERE: convert, but do not enforce lengths.
+        try:
+            return self._lenient(value)
+        except ValidationError:
+            return value
+
+    def _lenient(self, value: Any) -> Any:
+        return self.to_storage(value)
+
+    def _sql(self, ctx: Context) -> None:
+        if ctx.qualify:
+            ctx.sql.append(quote(self.model._meta.table_name) + "." + quote(self.column))
+        else:
+            ctx.sql.append(quote(self.column))
+
+    def ddl_check(self) -> str | None:
+        """An optional CHECK constraint on this column (without the CHECK keyword)."""
+        return None
+
+
+class IntegerField(Field):
+    sql_type = "INTEGER"
+
+    def to_storage(self, value: Any) -> Any:
+        if type(value) is int:
+            return value
+        if isinstance(value, bool):
+            raise self.fail(value, "expects an integer, not a bool")
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise self.fail(value, f"{value[:40]!r} is not an integer") from None
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise self.fail(value, "expects an integer")
+
+
+class AutoField(IntegerField):
+    """The automatic ``id``: INTEGER PRIMARY KEY AUTOINCREMENT (ids are never reused)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("primary_key", True)
+        super().__init__(**kwargs)
+
+
+class BigIntegerField(IntegerField):
+    sql_type = "BIGINT"
+
+
+class PositiveIntegerField(IntegerField):
+    def to_storage(self, value: Any) -> Any:
+        number = super().to_storage(value)
+        if number < 0:
+            raise self.fail(value, "must be zero or positive")
+        return number
+
+    def _lenient(self, value: Any) -> Any:
+        return IntegerField.to_storage(self, value)
+
+    def ddl_check(self) -> str | None:
+        return f"{quote(self.column)} >= 0"
+
+
+class FloatField(Field):
+    sql_type = "REAL"
+
+    def to_storage(self, value: Any) -> Any:
+        if type(value) is float:
+            return value
+        if isinstance(value, bool):
+            raise self.fail(value, "expects a number, not a bool")
+        if isinstance(value, (int, float, decimal.Decimal)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise self.fail(value, f"{value[:40]!r} is not a number") from None
+        raise self.fail(value, "expects a number")
+
+
+class DecimalField(Field):
+    """Exact decimals, stored as text so no digit is lost; returns ``Decimal``."""
+
+    sql_type = "DECIMAL"
+
+    def __init__(self, max_digits: int = 12, decimal_places: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if max_digits < 1 or decimal_places < 0 or decimal_places > max_digits:
+            raise ConfigurationError("DecimalField needs max_digits >= decimal_places >= 0")
+        self.max_digits = max_digits
+        self.decimal_places = decimal_places
+        self._quantum = decimal.Decimal(1).scaleb(-decimal_places)
+        self.sql_type = f"DECIMAL({max_digits}, {decimal_places})"
+
+    def _to_decimal(self, value: Any) -> decimal.Decimal:
+        if isinstance(value, bool):
+            raise self.fail(value, "expects a decimal number, not a bool")
+        try:
+            if isinstance(value, float):
+                number = decimal.Decimal(repr(value))
+            elif isinstance(value, (int, str, decimal.Decimal)):
+                number = decimal.Decimal(value)
+            else:
+                raise self.fail(value, "expects a decimal number")
+            if not number.is_finite():
+                raise self.fail(value, "must be a finite number")
+            return number.quantize(self._quantum, rounding=decimal.ROUND_HALF_EVEN)
+        except decimal.InvalidOperation:
+            raise self.fail(value, "is not a decimal number that fits") from None
+
+    def to_storage(self, value: Any) -> Any:
+        number = self._to_decimal(value)
+        if len(number.as_tuple().digits) > self.max_digits and number != 0:
+            raise self.fail(value, f"has more than {self.max_digits} digits")
+        return str(number)
+
+    def _lenient(self, value: Any) -> Any:
+        return str(self._to_decimal(value))
+
+    def python_value(self, value: Any) -> Any:  # type: ignore[override]
+        if value is None:
+            return None
+        if isinstance(value, float):
+            value = repr(value)
+        return decimal.Decimal(value).quantize(self._quantum)
+
+
+class BooleanField(Field):
+    sql_type = "BOOLEAN"
+
+    def to_storage(self, value: Any) -> Any:
+        if value is True or value is False:
+            return int(value)
+        if type(value) is int and value in (0, 1):
+            return value
+        raise self.fail(value, "expects True or False")
+
+    def python_value(self, value: Any) -> Any:  # type: ignore[override]
+        return None if value is None else bool(value)
+
+    def ddl_check(self) -> str | None:
+        return f"{quote(self.column)} IN (0, 1)"
+
+
+class CharField(Field):
+    sql_type = "VARCHAR"
+
+    def __init__(self, max_length: int = 255, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(max_length, int) or max_length < 1:
+            raise ConfigurationError("CharField needs a positive integer max_length")
+        self.max_length = max_length
+        self.sql_type = f"VARCHAR({max_length})"
+
+    def to_storage(self, value: Any) -> Any:
+        if type(value) is not str:
+            if not isinstance(value, str):
+                raise self.fail(value, "expects a string")
+            value = str(value)
+        if len(value) > self.max_length:
+            raise self.fail(value, f"is longer than {self.max_length} characters")
+        return value
+
+    def _lenient(self, value: Any) -> Any:
+        return value
+
+
+class TextField(Field):
+    sql_type = "TEXT"
+
+    def to_storage(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise self.fail(value, "expects a string")
+        return str(value)
+
+
+class PasswordField(CharField):
+    """Stores only scrypt hashes: a plain password is hashed on its way in."""
+
+    def __init__(self, max_length: int = 255, **kwargs: Any) -> None:
+        super().__init__(max_length=max(max_length, 160), **kwargs)
+
+    def to_storage(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise self.fail(value, "expects a string")
+        return value if is_password_hash(value) else hash_password(value)
+
+    def _lenient(self, value: Any) -> Any:
+        return value
+
+
+class _TemporalField(Field):
+    _type: type = _dt.date
+
+    def __init__(self, *, auto_now: bool = False, auto_now_add: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.auto_now = auto_now
+        self.auto_now_add = auto_now_add
+
+    def _parse(self, text: str) -> Any:
+        return self._type.fromisoformat(text)
+
+    def to_storage(self, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = self._parse(value)
+            except ValueError:
+                raise self.fail(value, f"{value[:40]!r} is not an ISO {self._type.__name__}") from None
+        if not isinstance(value, self._type) or (self._type is _dt.date
+                                                  and isinstance(value, _dt.datetime)):
+            raise self.fail(value, f"expects a {self._type.__name__}")
+        return value.isoformat()
+
+    def python_value(self, value: Any) -> Any:  # type: ignore[override]
+        return None if value is None else self._type.fromisoformat(value)
+
+
+class DateField(_TemporalField):
+    sql_type = "DATE"
+    _type = _dt.date
+
+    def _now(self) -> Any:
+        return _dt.date.today()
+
+
+class TimeField(_TemporalField):
+    sql_type = "TIME"
+    _type = _dt.time
+
+    def _now(self) -> Any:
+        return _dt.datetime.now().time()
+
+
+class DateTimeField(_TemporalField):
+    """Datetimes as ISO text; ``auto_now``/``auto_now_add`` use timezone-aware UTC."""
+
+    sql_type = "DATETIME"
+    _type = _dt.datetime
+
+    def _now(self) -> Any:
+        return _dt.datetime.now(_dt.timezone.utc)
+
+
+class BinaryField(Field):
+    sql_type = "BLOB"
+
+    def to_storage(self, value: Any) -> Any:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, (bytearray, memoryview)):
+            return bytes(value)
+        raise self.fail(value, "expects bytes")
+
+
+class JSONField(Field):
+    """Any JSON-serializable value, stored as JSON text."""
+
+    sql_type = "JSON"
+
+    def to_storage(self, value: Any) -> Any:
+        try:
+            return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise self.fail(value, f"is not JSON-serializable: {exc}") from None
+
+    def db_value(self, value: Any) -> Any:
+        if value is None and self.null:
+            return None
+        return self.to_storage(value)
+
+    def python_value(self, value: Any) -> Any:  # type: ignore[override]
+        return None if value is None else json.loads(value)
+
+
+class UUIDField(Field):
+    sql_type = "UUID"
+
+    def to_storage(self, value: Any) -> Any:
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, str):
+            try:
+                return str(uuid.UUID(value))
+            except ValueError:
+                raise self.fail(value, f"{value[:40]!r} is not a UUID") from None
+        raise self.fail(value, "expects a UUID")
+
+    def python_value(self, value: Any) -> Any:  # type: ignore[override]
+        return None if value is None else uuid.UUID(value)
+
+
+class ForeignKey(Field):
+    """A reference to another model's primary key; ``on_delete`` is enforced by SQLite.
+
+    ``to_table`` is a model class, a model's name (forward reference) or ``"self"``.
+    The column is ``<name>_id``; the attribute holds the referenced primary key value.
+    """
+
+    is_relation = True
+
+    def __init__(self, to_table: Any, on_delete: str = CASCADE, *, related_name: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        on_delete = on_delete.upper().replace("_", " ") if isinstance(on_delete, str) else on_delete
+        if on_delete not in _ON_DELETE:
+            raise ConfigurationError(f"on_delete must be one of CASCADE, PROTECT, SET_NULL, "
+                                     f"SET_DEFAULT, RESTRICT, NO_ACTION, not {on_delete!r}")
+        if on_delete == SET_NULL and not self.null:
+            raise ConfigurationError("on_delete=SET_NULL needs null=True on the ForeignKey")
+        if on_delete == SET_DEFAULT and self.default is _NO_DEFAULT:
+            raise ConfigurationError("on_delete=SET_DEFAULT needs a default on the ForeignKey")
+        self.to_table = to_table
+        self.on_delete = on_delete
+        self.related_name = related_name
+        self.rel_model: type | None = None
+        self.index = self.index or not (self.unique or self.primary_key)
+
+    def bind(self, model: type, name: str) -> None:
+        super().bind(model, name)
+        self.column = self.column_name or f"{name}_id"
+
+    @property
+    def rel_field(self) -> Field:
+        if self.rel_model is None:
+            raise ConfigurationError(f"{self!r} refers to {self.to_table!r}, which is not defined")
+        return self.rel_model._meta.pk
+
+    @property
+    def sql_type(self) -> str:  # type: ignore[override]
+        rel = self.rel_field
+        return "INTEGER" if isinstance(rel, (AutoField, IntegerField)) else rel.sql_type
+
+    @property
+    def python_value(self):  # type: ignore[override]
+        return self.rel_field.python_value
+
+    def to_storage(self, value: Any) -> Any:
+        meta = getattr(value, "_meta", None)
+        if meta is not None:
+            if self.rel_model is not None and not isinstance(value, self.rel_model):
+                raise self.fail(value, f"expects a {self.rel_model.__name__} or its key")
+            value = getattr(value, meta.pk.name)
+            if value is None:
+                raise self.fail(value, "refers to an object that is not saved yet")
+        return self.rel_field.to_storage(value)
+
+    def _lenient(self, value: Any) -> Any:
+        return self.to_storage(value)
+
+
+class OneToOneField(ForeignKey):
+    """A unique foreign key (often the primary key, extending another model)."""
+
+    def __init__(self, to_table: Any, on_delete: str = CASCADE, **kwargs: Any) -> None:
+        kwargs.setdefault("unique", not kwargs.get("primary_key", False))
+        super().__init__(to_table, on_delete, **kwargs)
+
+
+class ManyToManyField:
+    """Links between two models, through a named model or an automatic join table.
+
+    Not a column: the links live in the join table. On an instance the attribute is a
+    manager with ``add``, ``remove``, ``clear``, ``set`` and ``all``.
+    """
+
+    is_relation = True
+
+    def __init__(self, to_table: Any, through: Any = None, *, related_name: str | None = None) -> None:
+        self.to_table = to_table
+        self.through = through
+        self.related_name = related_name
+        self.rel_model: type | None = None
+        self.through_model: type | None = None
+        self.name = ""
+        self.model: type | None = None
+        self._order = next(_counter)
+        self.source_fk: ForeignKey | None = None
+        self.target_fk: ForeignKey | None = None
+
+    def bind(self, model: type, name: str) -> None:
+        self.model = model
+        self.name = name
+
+    def clone(self) -> "ManyToManyField":
+        copy = object.__new__(ManyToManyField)
+        copy.__dict__.update(self.__dict__)
+        copy.model = None
+        copy.through_model = None if not isinstance(self.through, type) else self.through
+        return copy
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return self
+        from fluxon.database.models import ManyToManyManager
+        return ManyToManyManager(instance, self)
+
+    def __repr__(self) -> str:
+        owner = self.model.__name__ if self.model else "?"
+        return f"<ManyToManyField {owner}.{self.name}>"

@@ -1,0 +1,590 @@
+"""Models: classes whose fields map to the columns of one SQLite table.
+
+A metaclass gathers the fields in declaration order (adding ``id`` when no field is the
+primary key), resolves references by name (``"self"``, or a model defined later), and
+creates the join table of a many-to-many field without ``through``. Class-level methods
+(``User.insert``, ``User.check``...) run on the database the model is bound to
+(``SqliteDatabase(path, models=[...])``); instances are plain objects whose ``__dict__``
+holds the row, so they are cheap to build and picklable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import sys
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+from fluxon.database.fields import (
+    CASCADE, NO_ACTION, PROTECT, RESTRICT, SET_DEFAULT, SET_NULL,
+    AutoField, BigIntegerField, BinaryField, BooleanField, CharField, DateField, DateTimeField,
+    DecimalField, Field, FloatField, ForeignKey, IntegerField, JSONField, ManyToManyField,
+    OneToOneField, PasswordField, PositiveIntegerField, TextField, TimeField, UUIDField,
+)
+from fluxon.database.passwords import hash_password, verify_password
+from fluxon.errors import ConfigurationError, ValidationError
+
+__all__ = [
+    "Model", "AuthorizedUser", "Metadata", "Row", "ManyToManyManager", "collect_models",
+    "model_by_name",
+    "Field", "AutoField", "CharField", "TextField", "IntegerField", "BigIntegerField",
+    "PositiveIntegerField", "FloatField", "DecimalField", "BooleanField", "DateField",
+    "TimeField", "DateTimeField", "BinaryField", "JSONField", "UUIDField", "PasswordField",
+    "ForeignKey", "OneToOneField", "ManyToManyField",
+    "CASCADE", "PROTECT", "SET_NULL", "SET_DEFAULT", "RESTRICT", "NO_ACTION",
+]
+
+_REGISTRY: dict[str, list[type["Model"]]] = {}
+_PENDING: list[tuple[type["Model"], Any]] = []   # (model, field) whose target is not defined yet
+_CREATION = itertools.count()
+_META_OPTIONS = {"table_name", "renamed_from", "abstract", "indexes", "unique_together",
+                 "ordering", "db_table"}
+
+
+class Metadata:
+    """Everything Fluxon knows about one model (``Model._meta``)."""
+
+    def __init__(self, model: type, table_name: str, fields: list[Field], *,
+                 renamed_from: str | None, abstract: bool, indexes: tuple, unique_together: tuple,
+                 ordering: tuple, auto_created: bool = False) -> None:
+        self.model = model
+        self.table_name = table_name
+        self.fields = fields
+        self.renamed_from = renamed_from
+        self.abstract = abstract
+        self.indexes = indexes
+        self.unique_together = unique_together
+        self.ordering = ordering
+        self.auto_created = auto_created
+        self.many_to_many: list[ManyToManyField] = []
+        self.reverse_relations: list[ForeignKey] = []
+        self.database: Any = None
+        self.creation_order = next(_CREATION)
+        self.pk: Field = next(f for f in fields if f.primary_key) if fields else None  # type: ignore
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute lookups and drop compiled-statement caches (after fields change)."""
+        self.by_name: dict[str, Field] = {f.name: f for f in self.fields}
+        self.by_key: dict[Any, Field] = dict(self.by_name)
+        for field in self.fields:
+            self.by_key.setdefault(field.column, field)
+        self.names = tuple(f.name for f in self.fields)
+        self.columns = tuple(f.column for f in self.fields)
+        self.cache: dict[Any, Any] = {}
+
+    def field(self, key: Any) -> Field:
+        """The field for a key of a data dict (a Field of this model, or its name/column)."""
+        if isinstance(key, Field):
+            if key.model is self.model or self.by_name.get(key.name) is key:
+                return key
+            raise ValidationError(f"{key!r} is not a field of {self.model.__name__}",
+                                  details={"field": str(key.name), "model": self.model.__name__})
+        field = self.by_key.get(key) if isinstance(key, str) else None
+        if field is None:
+            shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:77] + "..."
+            raise ValidationError(f"{self.model.__name__} has no field {shown}",
+                                  details={"field": str(key)[:200], "model": self.model.__name__})
+        return field
+
+
+def _resolve(reference: Any, model: type) -> type | None:
+    if isinstance(reference, type):
+        return reference
+    if reference == "self":
+        return model
+    if isinstance(reference, str):
+        name = reference.rsplit(".", 1)[-1]
+        candidates = _REGISTRY.get(name, [])
+        same_module = [c for c in candidates if c.__module__ == model.__module__]
+        if same_module:
+            return same_module[-1]
+        if candidates:
+            return candidates[-1]
+        return None
+    raise ConfigurationError(f"{model.__name__}: a relation needs a model or a model name, "
+                             f"not {reference!r}")
+
+
+def model_by_name(name: str) -> type["Model"] | None:
+    """The most recently defined model class called ``name`` (None if there is none)."""
+    candidates = _REGISTRY.get(name)
+    return candidates[-1] if candidates else None
+
+
+class ModelBase(type):
+    """Builds ``_meta`` for each model class and wires its fields."""
+
+    def __new__(mcs, name: str, bases: tuple, attrs: dict[str, Any]):
+        meta_class = attrs.pop("Meta", None)
+        options = {k: v for k, v in vars(meta_class).items() if not k.startswith("_")} \
+            if meta_class else {}
+        unknown = set(options) - _META_OPTIONS
+        if unknown:
+            raise ConfigurationError(f"{name}.Meta: unknown option(s) {sorted(unknown)}")
+        own = sorted(((k, v) for k, v in attrs.items() if isinstance(v, (Field, ManyToManyField))),
+                     key=lambda item: item[1]._order)
+        for key, _ in own:
+            del attrs[key]
+        cls = super().__new__(mcs, name, bases, attrs)
+        if not any(isinstance(base, ModelBase) for base in bases):
+            return cls  # Model itself
+        inherited: list[tuple[str, Any]] = []
+        for base in bases:
+            base_meta = getattr(base, "_meta", None)
+            if base_meta is None:
+                continue
+            inherited += [(f.name, f.clone()) for f in base_meta.fields
+                          if not (isinstance(f, AutoField) and f.name == "id")]
+            inherited += [(m.name, m.clone()) for m in base_meta.many_to_many]
+        own_names = {k for k, _ in own}
+        declared = [(k, v) for k, v in inherited if k not in own_names] + own
+        if any(getattr(base, "_is_authorized_user", False) for base in cls.__mro__):
+            declared = [(k, _as_password_field(v)) if k == "password" else (k, v)
+                        for k, v in declared]
+        columns = [(k, v) for k, v in declared if isinstance(v, Field)]
+        if not any(f.primary_key for _, f in columns):
+            columns.insert(0, ("id", AutoField()))
+        if sum(1 for _, f in columns if f.primary_key) > 1:
+            raise ConfigurationError(f"{name}: only one field may be the primary key")
+        table_name = options.get("table_name") or options.get("db_table") or name
+        cls._meta = Metadata(
+            cls, table_name, [f for _, f in columns],
+            renamed_from=options.get("renamed_from"),
+            abstract=bool(options.get("abstract", False)),
+            indexes=tuple(tuple(i) for i in options.get("indexes", ())),
+            unique_together=tuple(tuple(u) for u in options.get("unique_together", ())),
+            ordering=tuple(options.get("ordering", ())),
+            auto_created=bool(attrs.get("_auto_created", False)))
+        for key, field in columns + [(k, v) for k, v in declared if isinstance(v, ManyToManyField)]:
+            field.bind(cls, key)
+            setattr(cls, key, field)
+            if isinstance(field, ManyToManyField):
+                cls._meta.many_to_many.append(field)
+        cls._meta.refresh()
+        if cls._meta.abstract:
+            return cls
+        _REGISTRY.setdefault(name, []).append(cls)
+        for field in cls._meta.fields:
+            if isinstance(field, ForeignKey):
+                _PENDING.append((cls, field))
+        for field in cls._meta.many_to_many:
+            _PENDING.append((cls, field))
+        _resolve_pending()
+        return cls
+
+    def __getattr__(cls, name: str) -> Any:
+        # Capitalised spellings of class-level methods (User.Insert is User.insert).
+        if name[:1].isupper() and name.lower() in _CLASS_ALIASES:
+            return getattr(cls, name.lower())
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+_CLASS_ALIASES = {"insert", "update", "delete", "check", "count", "exists", "get", "select",
+                  "bulk_insert", "create", "insert_many"}
+
+
+def _as_password_field(field: Any) -> Any:
+    if isinstance(field, PasswordField) or not isinstance(field, CharField):
+        return field
+    replacement = PasswordField(max_length=field.max_length, null=field.null)
+    replacement._order = field._order
+    return replacement
+
+
+_RESOLVING = [False]
+
+
+def _resolve_pending() -> None:
+    """Resolve references by name whose targets now exist (re-entrant calls are no-ops)."""
+    if _RESOLVING[0]:
+        return
+    _RESOLVING[0] = True
+    try:
+        progress = True
+        while progress:
+            progress = False
+            for item in list(_PENDING):
+                model, field = item
+                if isinstance(field, ManyToManyField):
+                    done = _resolve_m2m(model, field)
+                else:
+                    target = _resolve(field.to_table, model)
+                    done = target is not None
+                    if done:
+                        field.rel_model = target
+                        target._meta.reverse_relations.append(field)
+                if done:
+                    _PENDING.remove(item)
+                    progress = True
+    finally:
+        _RESOLVING[0] = False
+
+
+def _resolve_m2m(model: type, field: ManyToManyField) -> bool:
+    target = _resolve(field.to_table, model)
+    if target is None:
+        return False
+    if field.through is None:
+        field.rel_model = target
+        field.through_model = _auto_through(model, field, target)
+        field.source_fk, field.target_fk = field.through_model._meta.fields[1:3]  # type: ignore
+        return True
+    through = _resolve(field.through, model)
+    if through is None:
+        return False
+    fks = [f for f in through._meta.fields if isinstance(f, ForeignKey)]
+    if any(f.rel_model is None for f in fks):
+        return False
+    source = [f for f in fks if f.rel_model is model]
+    dest = [f for f in fks if f.rel_model is target and (target is not model or f is not source[0])]
+    if not source or not dest:
+        raise ConfigurationError(f"{model.__name__}.{field.name}: the through model "
+                                 f"{through.__name__} needs a ForeignKey to {model.__name__} and "
+                                 f"one to {target.__name__}")
+    field.rel_model, field.through_model = target, through
+    field.source_fk, field.target_fk = source[0], dest[0]
+    return True
+
+
+def _auto_through(model: type, field: ManyToManyField, target: type) -> type:
+    source_name = model.__name__.lower()
+    target_name = target.__name__.lower()
+    if source_name == target_name:
+        source_name, target_name = "from_" + source_name, "to_" + target_name
+    attrs = {
+        "__module__": model.__module__,
+        "__qualname__": f"{model.__name__}_{field.name}",
+        "_auto_created": True,
+        source_name: ForeignKey(model, on_delete=CASCADE),
+        target_name: ForeignKey(target, on_delete=CASCADE),
+        "Meta": type("Meta", (), {"table_name": f"{model._meta.table_name}_{field.name}",
+                                  "unique_together": ((source_name, target_name),)}),
+    }
+    through = ModelBase(f"{model.__name__}_{field.name}", (Model,), attrs)
+    module = sys.modules.get(model.__module__)
+    if module is not None and not hasattr(module, through.__name__):
+        setattr(module, through.__name__, through)  # importable, so its rows pickle
+    return through
+
+
+def _database(model: type) -> Any:
+    db = model._meta.database
+    if db is None:
+        raise ConfigurationError(
+            f"{model.__name__} is not bound to a database: create SqliteDatabase(path, "
+            f"models=[{model.__name__}, ...]) first (the worker does this for the Router's models)")
+    return db
+
+
+class Model(metaclass=ModelBase):
+    """Base class of every model. Subclass it and declare fields as class attributes."""
+
+    _meta: Metadata
+
+    def __init__(self, **values: Any) -> None:
+        meta = self._meta
+        unknown = [k for k in values if k not in meta.by_key]
+        if unknown:
+            raise ValidationError(f"{type(self).__name__} has no field {unknown[0]!r}",
+                                  details={"field": str(unknown[0])[:200]})
+        data = self.__dict__
+        for field in meta.fields:
+            if field.name in values:
+                data[field.name] = values[field.name]
+            elif field.column in values:
+                data[field.name] = values[field.column]
+            else:
+                data[field.name] = field.get_default()
+
+    # -- instance helpers -----------------------------------------------------------------
+    @property
+    def pk(self) -> Any:
+        return self.__dict__.get(self._meta.pk.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The loaded fields as a plain dict (what a view returns to a client)."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.pk!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (type(other) is type(self) and self.pk is not None
+                and self.pk == other.pk)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.pk))
+
+    def __reduce__(self):
+        return (_rebuild_row, (type(self).__module__, type(self).__qualname__,
+                               self.to_dict()))
+
+    def save(self) -> Any:
+        """Insert the row (no primary key yet, or none in the table) or update it; returns pk."""
+        db = _database(type(self))
+        return db._save(self)
+
+    def delete_instance(self) -> int:
+        """Delete this row; foreign keys' on_delete rules apply."""
+        meta = self._meta
+        return _database(type(self)).delete(type(self), meta.pk == self.pk)
+
+    def refresh(self) -> "Model":
+        """Reload the row from the database into this instance."""
+        fresh = type(self).get(self._meta.pk == self.pk)
+        self.__dict__.update(fresh.__dict__)
+        return self
+
+    def follow(self, field_name: str) -> "Model | None":
+        """The object a ForeignKey of this row points to (None when the key is NULL)."""
+        field = self._meta.by_name.get(field_name)
+        if not isinstance(field, ForeignKey):
+            raise ConfigurationError(f"{type(self).__name__}.{field_name} is not a ForeignKey")
+        value = self.__dict__.get(field.name)
+        if value is None:
+            return None
+        target = field.rel_model
+        return _database(type(self)).get(target, field.rel_field == value)
+
+    def related(self, model: type["Model"], field: str | None = None) -> list["Model"]:
+        """Rows of ``model`` whose ForeignKey points at this row (the reverse of follow)."""
+        fks = [f for f in model._meta.fields if isinstance(f, ForeignKey)
+               and f.rel_model is type(self) and (field is None or f.name == field)]
+        if len(fks) != 1:
+            raise ConfigurationError(f"{model.__name__} has {len(fks)} ForeignKeys to "
+                                     f"{type(self).__name__}; name one with field=")
+        fk = fks[0]
+        value = self.__dict__.get(fk.rel_field.name)
+        return _database(type(self)).check(model, fk == value)
+
+    # -- class-level API (runs on the bound database) ------------------------------------
+    @classmethod
+    def insert(cls, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
+        """Insert one row from a dict (keys: fields or field names); returns its primary key."""
+        return _database(cls).insert(cls, data if data is not None else values)
+
+    @classmethod
+    def insert_many(cls, rows: Iterable[Mapping[Any, Any]]) -> int:
+        """Insert many rows in one transaction; returns how many."""
+        return _database(cls).insert_many(cls, rows)
+
+    bulk_insert = insert_many
+
+    @classmethod
+    def create(cls, **values: Any) -> "Model":
+        """Build an instance, insert it and return it (with its primary key set)."""
+        obj = cls(**values)
+        obj.save()
+        return obj
+
+    @classmethod
+    def update(cls, data: Mapping[Any, Any], where: Any = None, *, all: bool = False) -> int:
+        """Update matching rows; returns how many changed. No where needs ``all=True``."""
+        return _database(cls).update(cls, data, where, all=all)
+
+    @classmethod
+    def delete(cls, *args: Any, all: bool = False) -> int:
+        """Delete matching rows; returns how many. No where needs ``all=True``."""
+        return _database(cls).delete(cls, *args, all=all)
+
+    @classmethod
+    def check(cls, where: Any = None, fetch: int | None = None, **options: Any) -> list[Any]:
+        """Rows matching ``where`` (all of them, or the first ``fetch``), as a list."""
+        return _database(cls).check(cls, where, fetch, **options)
+
+    @classmethod
+    def select(cls, *columns: Any) -> Any:
+        """A chainable query: ``User.select().where(...).order_by(...).limit(n)``."""
+        return _database(cls).select(cls, *columns)
+
+    @classmethod
+    def get(cls, where: Any = None, **equal: Any) -> "Model":
+        """Exactly one row, or DoesNotExist / MultipleObjectsReturned."""
+        return _database(cls).get(cls, where, **equal)
+
+    @classmethod
+    def count(cls, where: Any = None) -> int:
+        return _database(cls).count(cls, where)
+
+    @classmethod
+    def exists(cls, where: Any = None) -> bool:
+        return _database(cls).exists(cls, where)
+
+
+class AuthorizedUser(Model):
+    """A model the session layer can log in as; its ``password`` only ever holds scrypt hashes."""
+
+    _is_authorized_user = True
+    password = PasswordField(max_length=255)
+
+    class Meta:
+        abstract = True
+
+    def set_password(self, raw_password: str) -> None:
+        """Hash ``raw_password`` (salted scrypt) into ``self.password``; call save() to store it."""
+        self.__dict__["password"] = hash_password(raw_password)
+
+    def check_password(self, raw_password: str) -> bool:
+        """True when ``raw_password`` matches the stored hash (constant-time comparison)."""
+        return verify_password(raw_password, self.__dict__.get("password"))
+
+
+class Row(dict):
+    """A row whose model class cannot be imported where it was unpickled (e.g. on a client).
+
+    A dict that also allows attribute access, plus ``to_dict()`` and ``model_name``.
+    """
+
+    model_name = ""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __reduce__(self):
+        return (_make_row, (self.model_name, dict(self)))
+
+
+def _make_row(model_name: str, data: dict) -> Row:
+    row = Row(data)
+    row.model_name = model_name
+    return row
+
+
+def _rebuild_row(module: str, qualname: str, data: dict) -> Any:
+    """Unpickle a model instance; fall back to :class:`Row` where the model is unknown."""
+    try:
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError):
+        return _make_row(qualname, data)
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        return _make_row(qualname, data)
+    obj = cls.__new__(cls)
+    obj.__dict__.update(data)
+    return obj
+
+
+class ManyToManyManager:
+    """``student.courses``: add, remove, clear, set and list the linked rows."""
+
+    def __init__(self, instance: Model, field: ManyToManyField) -> None:
+        if field.through_model is None:
+            raise ConfigurationError(f"{field!r} refers to a model that is not defined")
+        self.instance = instance
+        self.field = field
+
+    def _db(self) -> Any:
+        return _database(type(self.instance))
+
+    def _key(self, obj: Any) -> Any:
+        target = self.field.rel_model
+        return obj.pk if isinstance(obj, target) else obj  # type: ignore[arg-type]
+
+    def add(self, *objects: Any, **extra: Any) -> int:
+        """Link ``objects`` (instances or primary keys); ``extra`` fills through-model fields."""
+        field, own = self.field, self.instance.pk
+        rows = [{field.source_fk: own, field.target_fk: self._key(o), **extra} for o in objects]
+        return self._db().insert_many(field.through_model, rows)
+
+    def remove(self, *objects: Any) -> int:
+        """Unlink ``objects``; returns how many links were removed."""
+        field = self.field
+        keys = [self._key(o) for o in objects]
+        return self._db().delete(field.through_model,
+                                 (field.source_fk == self.instance.pk) & field.target_fk.in_(keys))
+
+    def clear(self) -> int:
+        field = self.field
+        return self._db().delete(field.through_model, field.source_fk == self.instance.pk)
+
+    def set(self, objects: Iterable[Any]) -> None:
+        """Replace the links with exactly ``objects``, in one transaction."""
+        with self._db().atomic():
+            self.clear()
+            self.add(*objects)
+
+    def all(self, where: Any = None) -> list[Model]:
+        """The linked rows of the target model (optionally filtered)."""
+        field = self.field
+        target = field.rel_model
+        query = self._db().select(target).join(field.through_model, on=(
+            field.target_fk == field.rel_model._meta.pk)).where(  # type: ignore[union-attr]
+            field.source_fk == self.instance.pk)
+        if where is not None:
+            query = query.where(where)
+        return query.all()
+
+    list = all
+
+    def __iter__(self):
+        return iter(self.all())
+
+    def __len__(self) -> int:
+        field = self.field
+        return self._db().count(field.through_model, field.source_fk == self.instance.pk)
+
+
+def collect_models(obj: Any) -> list[type[Model]]:
+    """Concrete models in ``obj`` (a module or an iterable of models), in dependency order.
+
+    Automatic many-to-many join models are included, right after the models they link.
+    """
+    if isinstance(obj, ModuleType):
+        found = [v for v in vars(obj).values()
+                 if isinstance(v, type) and issubclass(v, Model) and v is not Model]
+    elif isinstance(obj, type) and issubclass(obj, Model):
+        found = [obj]
+    else:
+        found = list(obj)
+    models: list[type[Model]] = []
+    for model in found:
+        if not (isinstance(model, type) and issubclass(model, Model)):
+            raise ConfigurationError(f"collect_models: {model!r} is not a model class")
+        if model._meta.abstract or model in models:
+            continue
+        models.append(model)
+    for model in list(models):
+        for m2m in model._meta.many_to_many:
+            through = m2m.through_model
+            if through is None:
+                raise ConfigurationError(f"{m2m!r}: {m2m.through or m2m.to_table!r} is not defined")
+            if through not in models:
+                models.append(through)
+    for model in models:
+        for field in model._meta.fields:
+            if isinstance(field, ForeignKey) and field.rel_model is None:
+                raise ConfigurationError(f"{field!r} refers to {field.to_table!r}, "
+                                         "which is not defined")
+    models.sort(key=lambda m: m._meta.creation_order)
+    return _dependency_order(models)
+
+
+def _dependency_order(models: list[type[Model]]) -> list[type[Model]]:
+    ordered: list[type[Model]] = []
+    visiting: set[type[Model]] = set()
+    present = set(models)
+
+    def visit(model: type[Model]) -> None:
+        if model in ordered or model in visiting:
+            return  # already placed, or a cycle (SQLite accepts forward references)
+        visiting.add(model)
+        for field in model._meta.fields:
+            target = getattr(field, "rel_model", None)
+            if isinstance(field, ForeignKey) and target in present and target is not model:
+                visit(target)
+        visiting.discard(model)
+        ordered.append(model)
+
+    for model in models:
+        visit(model)
+    return ordered
