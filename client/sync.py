@@ -1,0 +1,80 @@
+"""The blocking client: ``ConnectionHandler(host, port).send_request(route, payload)``.
+
+Thread safety: each thread that sends gets its own DEALER socket (ZeroMQ sockets
+must not be shared between threads), created on its first request; the session
+token is shared by all of them. A reply whose request id is not the one the
+thread waits for (a late reply to a request that timed out) is discarded.
+:meth:`ConnectionHandler.close` closes every thread's socket; call it once the
+other threads are done.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from fluxon.client.base import USE_CLIENT_DEFAULT, BaseClient, UseClientDefault, _Link
+
+__all__ = ["ConnectionHandler"]
+
+
+class ConnectionHandler(BaseClient):
+    """Blocking Fluxon client; a context manager, safe to share between threads."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
+        super().__init__(host, port, **kwargs)
+        self._local = threading.local()
+        self._links: list[_Link] = []
+        self._links_lock = threading.Lock()
+
+    def __enter__(self) -> "ConnectionHandler":
+        with self._links_lock:
+            self._check_open()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def send_request(self, route: str, payload: Any = None, *,
+                     timeout: float | None | UseClientDefault = USE_CLIENT_DEFAULT) -> Any:
+        """Call the view mapped to ``route`` with ``payload``; return its result or raise its typed error."""
+        timeout_s = self._timeout_for(timeout)
+        link = self._thread_link()
+        request_id = next(self._ids)
+        link.sock.send_multipart(self._encode(request_id, route, payload, timeout_s), copy=False)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not link.sock.poll(wait_ms, zmq.POLLIN):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self._timeout_error(link, route, timeout_s)
+                continue
+            reply = self._decode(link.sock.recv_multipart(copy=True))
+            if reply is not None and reply.request_id == request_id:
+                return self._result(reply)
+            # anything else is a late reply to an earlier request that timed out: discarded
+
+    def close(self) -> None:
+        """Close every socket and the context; the client cannot be used afterwards."""
+        with self._links_lock:
+            if not self._mark_closed():
+                return
+            links, self._links = self._links, []
+        for link in links:
+            link.close()
+        if self._ctx is not None:
+            self._ctx.term()
+
+    def _thread_link(self) -> _Link:
+        link = getattr(self._local, "link", None)
+        if link is not None and self._links:
+            return link
+        with self._links_lock:
+            self._check_open()
+            link = self._new_link()
+            self._links.append(link)
+        self._local.link = link
+        return link
