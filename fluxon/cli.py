@@ -32,6 +32,8 @@ from fluxon.console import ctl  # noqa: E402  (console)
 main.add_command(ctl)
 from fluxon.worker.cli import worker_command  # noqa: E402  (worker)
 main.add_command(worker_command)
+from fluxon.endpoint import run_command  # noqa: E402  (worker: broker + local workers)
+main.add_command(run_command)
 
 
 if __name__ == "__main__":

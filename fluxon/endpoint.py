@@ -1,0 +1,160 @@
+"""One-command development server: a broker plus N local workers (the seed's API).
+
+    from fluxon.endpoint import AsyncServer, run_server
+    run_server(AsyncServer(port=8080, secure=False, router=router))
+
+or ``fluxon run package.module:router --workers 2 --port 8080 --insecure``.
+
+The workers are forked first (they inherit the Router, even one defined in
+``__main__``), then the broker runs in a thread of this process. Ctrl-C or
+SIGTERM stops the workers gracefully (in-flight requests finish), then the
+broker; each worker also dies with this process if it is killed outright, so no
+process is left behind. Clients connect to ``host:port``; workers on other
+machines may join at ``host:port+1`` (the backend), and ``fluxon ctl`` talks to
+``host:port+2`` (the control socket).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import click
+
+from fluxon.errors import ConfigurationError
+from fluxon.keys import DeploymentKeys
+from fluxon.routing import Router, load_router
+from fluxon.worker.core import Worker, WorkerConfig, keys_for
+from fluxon.worker.supervisor import Supervisor
+
+__all__ = ["AsyncServer", "run_server", "run_command"]
+
+log = logging.getLogger("fluxon.endpoint")
+
+
+class AsyncServer:
+    """Settings of a broker with local workers; :func:`run_server` (or :meth:`serve`) runs it."""
+
+    def __init__(self, port: int = 8080, secure: bool = True, router: Router | None = None, *,
+                 host: str = "127.0.0.1", workers: int = 2, concurrency: int = 16,
+                 backend_port: int | None = None, control_port: int | None = None,
+                 key_file: str | None = None, sessions_path: str | os.PathLike | None = None,
+                 heartbeat_interval_s: float = 1.0, heartbeat_liveness: int = 3,
+                 shutdown_timeout_s: float = 10.0, insecure_bind_anywhere: bool = False,
+                 debug: bool | None = None) -> None:
+        if not isinstance(router, Router):
+            raise ConfigurationError("AsyncServer needs router=Router(...) (from fluxon.routing)")
+        if workers < 1:
+            raise ConfigurationError(f"workers must be >= 1, got {workers}")
+        self.port = int(port)
+        self.secure = secure
+        self.router = router
+        self.host = host
+        self.workers = workers
+        self.concurrency = concurrency
+        self.backend_port = self.port + 1 if backend_port is None else int(backend_port)
+        self.control_port = self.port + 2 if control_port is None else int(control_port)
+        self.key_file = key_file
+        self.sessions_path = sessions_path
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_liveness = heartbeat_liveness
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.insecure_bind_anywhere = insecure_bind_anywhere
+        self.debug = router.debug if debug is None else debug
+
+    def __repr__(self) -> str:
+        return (f"<AsyncServer {self.host}:{self.port} secure={self.secure} workers={self.workers} "
+                f"routes={sorted(self.router.routes)!r}>")
+
+    def _endpoint(self, port: int) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{port}"
+
+    def _sessions_path(self, keys: DeploymentKeys | None) -> str | None:
+        if self.sessions_path is not None:
+            return os.fspath(self.sessions_path)
+        if keys is not None and self.router.database_path:
+            return self.router.database_path + ".sessions.sqlite3"
+        return None
+
+    def serve(self) -> int:
+        """Run the broker and the workers until Ctrl-C/SIGTERM; returns 0 after a clean shutdown."""
+        from fluxon.broker import Broker, BrokerConfig
+
+        keys = keys_for(self.router, key_file=self.key_file, insecure=not self.secure)
+        broker = Broker(BrokerConfig(
+            frontend=self._endpoint(self.port), backend=self._endpoint(self.backend_port),
+            control=self._endpoint(self.control_port), keys=keys,
+            sessions_path=self._sessions_path(keys), heartbeat_interval_s=self.heartbeat_interval_s,
+            heartbeat_liveness=self.heartbeat_liveness, debug=self.debug,
+            insecure_bind_anywhere=self.insecure_bind_anywhere))
+        worker_config = WorkerConfig(
+            connect=self._endpoint(self.backend_port), app=f"{self.router!r}", concurrency=self.concurrency,
+            keys=keys, heartbeat_interval_s=self.heartbeat_interval_s,
+            heartbeat_liveness=self.heartbeat_liveness, shutdown_timeout_s=self.shutdown_timeout_s,
+            debug=self.debug)
+        router = self.router
+        supervisor = Supervisor(lambda: Worker(router, worker_config).run(), self.workers,
+                                stop_timeout_s=self.shutdown_timeout_s + 5)
+        supervisor.start()  # fork before this process opens any ZeroMQ context
+        try:
+            broker.start()
+        except BaseException:
+            supervisor.terminate()
+            raise
+        thread = threading.Thread(target=_run_broker, args=(broker, supervisor), name="fluxon-broker")
+        thread.start()
+        try:
+            supervisor.run()
+        finally:
+            broker.stop()
+            thread.join()
+        log.info("server stopped")
+        return 0
+
+
+def _run_broker(broker: Any, supervisor: Supervisor) -> None:
+    try:
+        broker.run()
+    except Exception:
+        log.exception("the broker failed")
+    finally:
+        supervisor.stop()  # a broker that stops for any reason takes the workers with it
+
+
+def run_server(server: AsyncServer) -> int:
+    """Run ``server`` in the foreground (the seed's entry point); returns 0 after Ctrl-C/SIGTERM."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    return server.serve()
+
+
+@click.command("run")
+@click.argument("app")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 512),
+              help="Local worker processes.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
+              help="Client port; the backend uses port+1 and the control socket port+2.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 65535),
+              help="Requests each worker runs at once.")
+@click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+              help="Deployment private key (else $FLUXON_PRIVATE_KEY or the Router's).")
+@click.option("--insecure", is_flag=True, help="Plain mode: no CURVE (loopback only).")
+@click.option("--heartbeat-interval-s", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--debug", is_flag=True, help="Send remote tracebacks to clients.")
+def run_command(app: str, workers: int, port: int, host: str, concurrency: int, key_file: str | None,
+                insecure: bool, heartbeat_interval_s: float, debug: bool) -> None:
+    """Run a broker and WORKERS local workers for APP ("package.module:router") in one command."""
+    try:
+        router = load_router(app)
+        server = AsyncServer(port=port, secure=not insecure, router=router, host=host, workers=workers,
+                             concurrency=concurrency, key_file=key_file,
+                             heartbeat_interval_s=heartbeat_interval_s, debug=debug or None)
+        code = server.serve()
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    raise SystemExit(code)
