@@ -34,6 +34,8 @@ from fluxon.worker.cli import worker_command  # noqa: E402  (worker)
 main.add_command(worker_command)
 from fluxon.endpoint import run_command  # noqa: E402  (worker: broker + local workers)
 main.add_command(run_command)
+from fluxon.broker.cli import broker_command  # noqa: E402  (broker)
+main.add_command(broker_command)
 
 
 if __name__ == "__main__":

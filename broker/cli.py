@@ -1,0 +1,86 @@
+"""``fluxon broker``: run a broker in the foreground until SIGTERM/SIGINT (exit 0)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import click
+
+from fluxon.broker.config import BrokerConfig
+from fluxon.broker.core import Broker
+from fluxon.errors import ConfigurationError
+
+__all__ = ["broker_command"]
+
+log = logging.getLogger("fluxon.broker")
+
+
+@click.command("broker")
+@click.option("--bind", "frontend", default="tcp://127.0.0.1:8080", show_default=True,
+              help="Frontend endpoint (clients).")
+@click.option("--backend", default="tcp://127.0.0.1:8081", show_default=True, help="Backend endpoint (workers).")
+@click.option("--control", default="tcp://127.0.0.1:8082", show_default=True,
+              help="Control endpoint (fluxon ctl); 'none' disables it.")
+@click.option("--key-file", type=click.Path(dir_okay=False),
+              help="File holding the deployment private key (else $FLUXON_PRIVATE_KEY).")
+@click.option("--insecure", is_flag=True, help="Plain mode: no CURVE encryption or authentication.")
+@click.option("--insecure-bind-anywhere", is_flag=True,
+              help="Allow plain mode on non-loopback addresses (traffic is readable by the network).")
+@click.option("--allow-clients", "allow_clients_dir", type=click.Path(file_okay=False),
+              help="Only client keys in this directory may connect.")
+@click.option("--trusted-clients", "trusted_clients_dir", type=click.Path(file_okay=False),
+              help="Client keys in this directory may send arbitrary pickled objects.")
+@click.option("--sessions-db", "sessions_path", type=click.Path(dir_okay=False),
+              help="SQLite file for sessions (default: memory only).")
+@click.option("--heartbeat-interval-s", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+@click.option("--heartbeat-liveness", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--max-queue", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Requests waiting for a worker before clients get Overloaded.")
+@click.option("--max-message-bytes", type=click.IntRange(min=1024), default=64 * 1024 * 1024, show_default=True,
+              help="Largest message accepted on any socket; libzmq closes a connection that sends more.")
+@click.option("--debug", is_flag=True, help="Send remote tracebacks in error replies; log at DEBUG.")
+def broker_command(frontend: str, backend: str, control: str, key_file: str | None, insecure: bool,
+                   insecure_bind_anywhere: bool, allow_clients_dir: str | None,
+                   trusted_clients_dir: str | None, sessions_path: str | None, heartbeat_interval_s: float,
+                   heartbeat_liveness: int, max_queue: int, max_message_bytes: int,
+                   debug: bool) -> None:
+    """Run the broker: route client requests to workers, own sessions, answer the control socket."""
+    from fluxon.keys import derive_keys, load_private_key
+
+    if debug:
+        logging.getLogger("fluxon").setLevel(logging.DEBUG)
+    try:
+        private_key = load_private_key(key_file)
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    if private_key is None and not insecure:
+        raise click.UsageError("secure mode needs the deployment private key: pass --key-file FILE or set "
+                               "FLUXON_PRIVATE_KEY (make one with `fluxon keygen`), or pass --insecure for "
+                               "plain local development")
+    if insecure and private_key is not None:
+        log.warning("--insecure given: the private key is ignored and CURVE is OFF")
+    config = BrokerConfig(
+        frontend=frontend, backend=backend, control=None if control.lower() == "none" else control,
+        keys=None if insecure else derive_keys(private_key),
+        allow_clients_dir=allow_clients_dir, trusted_clients_dir=trusted_clients_dir,
+        sessions_path=sessions_path, heartbeat_interval_s=heartbeat_interval_s,
+        heartbeat_liveness=heartbeat_liveness, max_queue=max_queue, max_message_bytes=max_message_bytes,
+        debug=debug,
+        insecure_bind_anywhere=insecure_bind_anywhere)
+    try:
+        broker = Broker(config)
+        broker.start()
+    except ConfigurationError as exc:
+        raise click.ClickException(exc.message) from exc
+    if insecure:
+        click.echo("WARNING: fluxon broker runs INSECURE (no encryption, no authentication)", err=True)
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        broker.stop()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    broker.run()

@@ -1,0 +1,95 @@
+"""The broker's settings, as one dataclass shared by the CLI, ``fluxon run`` and tests."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from fluxon.errors import ConfigurationError
+from fluxon.protocol import MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from fluxon.keys import DeploymentKeys
+
+__all__ = ["BrokerConfig", "is_loopback_endpoint"]
+
+
+@dataclass
+class BrokerConfig:
+    """Where the broker binds and how it behaves.
+
+    ``keys=None`` is plain mode (no CURVE): then every endpoint must be loopback
+    (or ipc/inproc) unless ``insecure_bind_anywhere`` is set, because plain
+    traffic is readable and forgeable by anyone on the network.
+    """
+
+    frontend: str = "tcp://127.0.0.1:8080"
+    backend: str = "tcp://127.0.0.1:8081"
+    control: str | None = "tcp://127.0.0.1:8082"
+    keys: DeploymentKeys | None = None
+    allow_clients_dir: str | os.PathLike | None = None
+    trusted_clients_dir: str | os.PathLike | None = None
+    sessions_path: str | os.PathLike | None = None
+    heartbeat_interval_s: float = 1.0
+    heartbeat_liveness: int = 3
+    max_queue: int = 10_000
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    debug: bool = False
+    insecure_bind_anywhere: bool = False
+    #: How long a graceful stop waits for in-flight requests before answering them Unavailable.
+    stop_timeout_s: float = 10.0
+    #: How long an ``admin`` control command waits for in-flight jobs and a worker.
+    admin_timeout_s: float = 60.0
+    #: Session housekeeping: purge expired sessions / persist last-seen times this often.
+    session_purge_interval_s: float = 60.0
+    session_flush_interval_s: float = 5.0
+
+    @property
+    def secure(self) -> bool:
+        """True when CURVE is on (a deployment key was given)."""
+        return self.keys is not None
+
+    def endpoints(self) -> dict[str, str]:
+        """The configured endpoints by socket name (control omitted when disabled)."""
+        found = {"frontend": self.frontend, "backend": self.backend}
+        if self.control:
+            found["control"] = self.control
+        return found
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work or that would expose plain traffic."""
+        if self.heartbeat_interval_s <= 0 or self.heartbeat_liveness < 1:
+            raise ConfigurationError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 1")
+        if self.max_queue < 0:
+            raise ConfigurationError("max_queue must be >= 0")
+        if self.max_message_bytes < 1024:
+            raise ConfigurationError("max_message_bytes must be at least 1024")
+        if self.keys is None and not self.insecure_bind_anywhere:
+            exposed = [f"{name}={ep}" for name, ep in self.endpoints().items() if not is_loopback_endpoint(ep)]
+            if exposed:
+                raise ConfigurationError(
+                    "insecure (plain) mode binds only loopback addresses, refusing "
+                    + ", ".join(exposed)
+                    + ": give a private key for CURVE, bind 127.0.0.1, or pass --insecure-bind-anywhere")
+        if self.keys is None and (self.allow_clients_dir or self.trusted_clients_dir):
+            raise ConfigurationError("--allow-clients and --trusted-clients need secure mode (client keys "
+                                     "exist only with CURVE): give a private key")
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// endpoints on a loopback address or ``localhost``."""
+    parts = urlsplit(endpoint)
+    if parts.scheme in ("ipc", "inproc"):
+        return True
+    if parts.scheme != "tcp":
+        return False
+    host = parts.netloc.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,86 @@
+"""The broker's use of the session store: resolve per request, settle changes per reply.
+
+The store itself (``fluxon.broker.sessions``, owned by the security area) keeps
+sessions in memory and in SQLite. This bridge adds what only the broker knows:
+the peer address, whether the client key is trusted (``--trusted-clients``), the
+debug flag, and which token to send back (only a changed one).
+
+Plain mode has sessions too (in memory, or in ``sessions_path``) signed with a
+per-run random HMAC key: the client key is then empty, so a session is reached
+only through its token, and tokens do not survive a restart of a plain broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from fluxon.broker.config import BrokerConfig
+
+__all__ = ["SessionBridge"]
+
+log = logging.getLogger("fluxon.broker")
+
+
+class SessionBridge:
+    """Session bookkeeping for one broker run."""
+
+    def __init__(self, store: Any, config: BrokerConfig, trusted: Any = None) -> None:
+        self._store = store
+        self._config = config
+        self._trusted = trusted
+
+    @classmethod
+    def open(cls, config: BrokerConfig) -> SessionBridge:
+        """Open the store named by ``config`` (memory only when ``sessions_path`` is None)."""
+        from fluxon.broker.sessions import SessionStore
+
+        hmac_key = config.keys.session_hmac_key if config.keys is not None else os.urandom(32)
+        trusted = None
+        if config.trusted_clients_dir is not None:
+            from fluxon.security import KeyDirectory
+            trusted = KeyDirectory(config.trusted_clients_dir)
+        return cls(SessionStore(config.sessions_path, hmac_key), config, trusted)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def resolve(self, client_key: str, token: bytes, peer: str) -> tuple[Any, bytes]:
+        """The client's session and the context JSON for the worker; raises InvalidSession."""
+        session = self._store.resolve(client_key, token)
+        trusted = bool(client_key) and self._trusted is not None and client_key in self._trusted
+        return session, session.context(peer, trusted, self._config.debug)
+
+    def settle(self, session: Any, presented_token: bytes, changes: bytes) -> bytes:
+        """Apply the worker's changes; the token to send back (empty when the client's is still valid)."""
+        if changes:
+            session = self._store.apply_changes(session, changes)
+        return session.token if session.token != presented_token else b""
+
+    def purge(self) -> None:
+        """Drop expired sessions (periodically, never per request)."""
+        removed = self._store.purge_expired()
+        if removed:
+            log.info("purged %d expired session(s)", removed)
+
+    def flush(self) -> None:
+        """Persist last-seen times and data."""
+        self._store.flush()
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        """Every session as a row for the control socket (no tokens)."""
+        return [{"sid": s.sid, "user_id": s.user_id, "client_key": s.client_key or None,
+                 "created_at": s.created_at, "last_seen": s.last_seen}
+                for s in self._store.list_sessions()]
+
+    def kill(self, sid: str) -> bool:
+        """End one session; False when there is no such session."""
+        return self._store.kill(sid)
+
+    def close(self) -> None:
+        """Flush and close the store (graceful stop)."""
+        try:
+            self._store.flush()
+        finally:
+            self._store.close()
