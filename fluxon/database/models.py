@@ -73,7 +73,8 @@ class Metadata:
             self.by_key.setdefault(field.column, field)
         self.names = tuple(f.name for f in self.fields)
         self.columns = tuple(f.column for f in self.fields)
-        self.cache: dict[Any, Any] = {}
+        self.cache: dict[Any, Any] = {}          # column set -> compiled select list
+        self.insert_plans: dict[tuple, Any] = {}  # data keys -> compiled INSERT
 
     def field(self, key: Any) -> Field:
         """The field for a key of a data dict (a Field of this model, or its name/column)."""
