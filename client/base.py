@@ -17,7 +17,8 @@ from typing import Any
 import zmq
 
 from fluxon import protocol
-from fluxon.errors import ConfigurationError, ConnectionError, FluxonError, Timeout, decode_error
+from fluxon.errors import (ConfigurationError, ConnectionError, FluxonError, InvalidSession, Timeout,
+                           decode_error)
 from fluxon.keys import CurveKeyPair, generate_client_keypair, load_client_keypair
 from fluxon.security import configure_curve_client
 from fluxon.serialization import dumps, loads_trusted
@@ -188,7 +189,13 @@ class BaseClient:
         body = reply.body if isinstance(reply.body, bytes) else bytes(reply.body)
         if reply.status == protocol.STATUS_OK:
             return loads_trusted(body)
-        raise decode_error(body)
+        error = decode_error(body)
+        if isinstance(error, InvalidSession):
+            # The broker no longer accepts our token (expired, or a broker without our session):
+            # forget it, so that the next request starts a new session instead of failing again.
+            log.info("session token refused (%s); the next request starts a new session", error.message)
+            self._token = b""
+        raise error
 
     def _timeout_error(self, link: _Link, route: str, timeout_s: float | None) -> FluxonError:
         if link.has_handshaken():

@@ -6,6 +6,7 @@ Load it with ``fluxon worker tests.apps.echo_app:router`` from the repository ro
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ from fluxon.errors import ValidationError
 from fluxon.routing import Router, login_required
 
 router = Router(idempotent=["idem_slow"])
+log = logging.getLogger("fluxon.tests.echo_app")
 
 
 @router.route("echo")
@@ -31,6 +33,7 @@ def pid(request):
 @router.route("slow")
 def slow(request):
     """Sleep for payload seconds (float), then return the pid."""
+    log.info("started slow")
     time.sleep(float(request.payload or 0.1))
     return os.getpid()
 
@@ -38,6 +41,7 @@ def slow(request):
 @router.route("idem_slow")
 def idem_slow(request):
     """Like slow, but declared idempotent: the broker may run it again elsewhere."""
+    log.info("started idem_slow")
     time.sleep(float(request.payload or 0.1))
     return os.getpid()
 
