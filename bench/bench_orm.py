@@ -1,0 +1,202 @@
+"""ORM benchmark: raw sqlite3 vs Fluxon vs peewee vs Django's ORM on the same file settings.
+
+Every contender gets its own database file in a temporary folder, with WAL,
+synchronous=NORMAL and foreign keys on. Two workloads:
+
+* single-row INSERTs inside one transaction (the ORM's per-row overhead);
+* reading N rows back (raw sqlite3 as dicts, the ORMs as model instances).
+
+Run: ``python bench/bench_orm.py [--rows 20000] [--repeat 3]`` (peewee and Django are the
+``bench`` extra: ``pip install -e '.[bench]'``; a missing one is skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+
+
+def _row(i: int) -> tuple:
+    return (f"item-{i}", i, i * 0.5, None if i % 3 else f"note {i}")
+
+
+def best_rate(n: int, repeat: int, setup: Callable[[], None], run: Callable[[], object]) -> float:
+    """Rows per second of the fastest of ``repeat`` runs (``setup`` runs untimed before each)."""
+    best = float("inf")
+    for _ in range(repeat):
+        setup()
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def bench_raw(folder: Path, n: int, repeat: int) -> dict[str, float]:
+    conn = sqlite3.connect(folder / "raw.sqlite3", isolation_level=None)
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    conn.execute('CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
+                 '"name" VARCHAR(100) NOT NULL, "qty" INTEGER NOT NULL, "price" REAL NOT NULL, '
+                 '"note" TEXT)')
+    rows = [_row(i) for i in range(n)]
+
+    def clear() -> None:
+        conn.execute('DELETE FROM "item"')
+
+    def insert() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for row in rows:
+            conn.execute('INSERT INTO "item" ("name", "qty", "price", "note") VALUES (?, ?, ?, ?)',
+                         row)
+        conn.execute("COMMIT")
+
+    def read() -> list:
+        cursor = conn.execute('SELECT "id", "name", "qty", "price", "note" FROM "item"')
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    rates = {"insert": best_rate(n, repeat, clear, insert),
+             "read": best_rate(n, repeat, lambda: None, read)}
+    conn.close()
+    return rates
+
+
+def bench_fluxon(folder: Path, n: int, repeat: int) -> dict[str, float]:
+    from fluxon.database import models as m
+    from fluxon.database.manipulation import SqliteDatabase
+
+    class Item(m.Model):
+        name = m.CharField(max_length=100)
+        qty = m.IntegerField()
+        price = m.FloatField()
+        note = m.TextField(null=True)
+
+        class Meta:
+            table_name = "item"
+
+    db = SqliteDatabase(folder / "fluxon.sqlite3", models=[Item])
+    db.create_tables()
+    rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
+
+    def clear() -> None:
+        Item.delete(all=True)
+
+    def insert() -> None:
+        with db.atomic():
+            for row in rows:
+                Item.insert(row)
+
+    rates = {"insert": best_rate(n, repeat, clear, insert),
+             "read": best_rate(n, repeat, lambda: None, Item.check)}
+    assert len(Item.check()) == n
+    db.close()
+    return rates
+
+
+def bench_peewee(folder: Path, n: int, repeat: int) -> dict[str, float]:
+    import peewee
+
+    pdb = peewee.SqliteDatabase(str(folder / "peewee.sqlite3"),
+                                pragmas={"journal_mode": "wal", "synchronous": "normal",
+                                         "foreign_keys": 1})
+
+    class Item(peewee.Model):
+        name = peewee.CharField(max_length=100)
+        qty = peewee.IntegerField()
+        price = peewee.FloatField()
+        note = peewee.TextField(null=True)
+
+        class Meta:
+            database = pdb
+            table_name = "item"
+
+    pdb.connect()
+    pdb.create_tables([Item])
+    rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
+
+    def insert() -> None:
+        with pdb.atomic():
+            for row in rows:
+                Item.create(**row)
+
+    rates = {"insert": best_rate(n, repeat, lambda: Item.delete().execute(), insert),
+             "read": best_rate(n, repeat, lambda: None, lambda: list(Item.select()))}
+    pdb.close()
+    return rates
+
+
+def bench_django(folder: Path, n: int, repeat: int) -> dict[str, float]:
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
+                               "NAME": str(folder / "django.sqlite3"),
+                               "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; "
+                                                           "PRAGMA synchronous=NORMAL;"}}},
+        INSTALLED_APPS=[], USE_TZ=True, DEFAULT_AUTO_FIELD="django.db.models.AutoField")
+    django.setup()
+    from django.db import connection, models, transaction
+
+    class Item(models.Model):
+        name = models.CharField(max_length=100)
+        qty = models.IntegerField()
+        price = models.FloatField()
+        note = models.TextField(null=True)
+
+        class Meta:
+            app_label = "bench"
+            db_table = "item"
+
+    with connection.schema_editor() as editor:
+        editor.create_model(Item)
+    rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
+
+    def insert() -> None:
+        with transaction.atomic():
+            for row in rows:
+                Item.objects.create(**row)
+
+    rates = {"insert": best_rate(n, repeat, lambda: Item.objects.all().delete(), insert),
+             "read": best_rate(n, repeat, lambda: None, lambda: list(Item.objects.all()))}
+    connection.close()
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["peewee", "django"])
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        contenders = [("raw sqlite3", bench_raw), ("fluxon", bench_fluxon),
+                      ("peewee", bench_peewee), ("django", bench_django)]
+        for name, bench in contenders:
+            if name in args.skip:
+                continue
+            try:
+                results[name] = bench(folder, args.rows, args.repeat)
+            except ImportError as exc:
+                print(f"{name}: skipped ({exc})", file=sys.stderr)
+    raw = results["raw sqlite3"]
+    print(f"{args.rows} rows, best of {args.repeat}; ratios against raw sqlite3 "
+          "(inserts: one transaction; reads: raw as dicts, ORMs as instances)")
+    print(f"{'':14}{'inserts/s':>12}{'ratio':>8}{'rows read/s':>14}{'ratio':>8}")
+    for name, rates in results.items():
+        print(f"{name:14}{rates['insert']:12,.0f}{rates['insert'] / raw['insert']:8.1%}"
+              f"{rates['read']:14,.0f}{rates['read'] / raw['read']:8.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
