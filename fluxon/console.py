@@ -27,6 +27,7 @@ import logging
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,25 @@ def _render_rows(key: str) -> Callable[[Any], str]:
     return render
 
 
+def _render_sessions(data: Any) -> str:
+    """Sessions with readable times and shortened client keys (``--json`` has them in full)."""
+    if isinstance(data, Mapping) and isinstance(data.get("sessions"), list):
+        rows = [_readable_session(row) for row in data["sessions"] if isinstance(row, Mapping)]
+        data = {**data, "sessions": rows}
+    return _render_rows("sessions")(data)
+
+
+def _readable_session(row: Mapping[str, Any]) -> dict[str, Any]:
+    shown = dict(row)
+    for key in ("created_at", "last_seen"):
+        if isinstance(shown.get(key), (int, float)):
+            shown[key] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(shown[key]))
+    key = shown.get("client_key")
+    if isinstance(key, str) and len(key) > 12:
+        shown["client_key"] = key[:12] + "..."
+    return shown
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 60:
@@ -256,7 +276,7 @@ def sessions(context: click.Context, as_json: bool) -> None:
     """List the sessions (count, user ids); `sessions kill ID` ends one."""
     if context.invoked_subcommand is None:
         session = context.find_object(Console)
-        session.show(session.call("sessions"), _render_rows("sessions"), json_output=as_json)
+        session.show(session.call("sessions"), _render_sessions, json_output=as_json)
 
 
 @sessions.command("kill")
@@ -323,7 +343,7 @@ def resume(session: Console) -> None:
 @pass_console
 def debug(session: Console, state: str) -> None:
     """Debug mode on or off: tracebacks to clients and verbose logs."""
-    session.show(session.call("debug", {"enabled": state.lower() == "on"}))
+    session.show(session.call("debug", {"on": state.lower() == "on"}))
 
 
 @console.command("log-level")
