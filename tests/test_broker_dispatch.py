@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fluxon import protocol as p
 from fluxon.errors import Overloaded, Timeout, WorkerLost
-from test_broker_support import FakeClient, FakeWorker, start_broker, zctx  # noqa: F401
+from test_broker_support import FakeClient, FakeWorker, serving_broker, start_broker, zctx  # noqa: F401
 
 FAST = ("--heartbeat-interval-s", "0.1", "--heartbeat-liveness", "3")
 
@@ -41,9 +41,7 @@ def test_lru_worker_with_free_credit_gets_the_next_request(procs, zctx) -> None:
 
 
 def test_large_payload_and_reply_pass_through_unchanged(procs, zctx) -> None:
-    broker = start_broker(procs)
-    worker = FakeWorker(zctx, broker.backend)
-    broker.wait_workers(1)
+    broker, worker = serving_broker(procs, zctx)
     client = FakeClient(zctx, broker.frontend)
     big = bytes(range(256)) * 5000
     client.request(7, payload=big)

@@ -18,7 +18,7 @@ from fluxon import protocol as p
 from fluxon.errors import FluxonError, decode_error
 from support import ProcessGroup, fluxon_argv, free_tcp_endpoint, wait_for
 
-__all__ = ["BrokerProc", "FakeWorker", "FakeClient", "start_broker", "zctx"]
+__all__ = ["BrokerProc", "FakeWorker", "FakeClient", "serving_broker", "start_broker", "zctx"]
 
 
 class BrokerProc:
@@ -50,6 +50,15 @@ def start_broker(procs: ProcessGroup, *extra: str, keys: Any = None, env: dict |
     proc = procs.start(argv, name="broker", env=env)
     procs.wait_log(proc, "broker ready")
     return BrokerProc(procs, proc, frontend, backend, control, keys)
+
+
+def serving_broker(procs: ProcessGroup, context: zmq.Context, *extra: str,
+                   credit: int = 1) -> tuple[BrokerProc, FakeWorker]:
+    """A broker with one registered fake worker."""
+    broker = start_broker(procs, *extra)
+    worker = FakeWorker(context, broker.backend, credit=credit)
+    broker.wait_workers(1)
+    return broker, worker
 
 
 class _Peer:
