@@ -138,6 +138,10 @@ def run_server(server: AsyncServer) -> int:
               help="Local worker processes.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
               help="Client port; the backend uses port+1 and the control socket port+2.")
+@click.option("--backend-port", type=click.IntRange(1, 65535), default=None,
+              help="Port for workers (default: port+1).")
+@click.option("--control-port", type=click.IntRange(1, 65535), default=None,
+              help="Port of the control socket for `fluxon ctl` (default: port+2).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 65535),
               help="Requests each worker runs at once.")
@@ -146,12 +150,14 @@ def run_server(server: AsyncServer) -> int:
 @click.option("--insecure", is_flag=True, help="Plain mode: no CURVE (loopback only).")
 @click.option("--heartbeat-interval-s", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
 @click.option("--debug", is_flag=True, help="Send remote tracebacks to clients.")
-def run_command(app: str, workers: int, port: int, host: str, concurrency: int, key_file: str | None,
-                insecure: bool, heartbeat_interval_s: float, debug: bool) -> None:
+def run_command(app: str, workers: int, port: int, backend_port: int | None, control_port: int | None,
+                host: str, concurrency: int, key_file: str | None, insecure: bool,
+                heartbeat_interval_s: float, debug: bool) -> None:
     """Run a broker and WORKERS local workers for APP ("package.module:router") in one command."""
     try:
         router = load_router(app)
         server = AsyncServer(port=port, secure=not insecure, router=router, host=host, workers=workers,
+                             backend_port=backend_port, control_port=control_port,
                              concurrency=concurrency, key_file=key_file,
                              heartbeat_interval_s=heartbeat_interval_s, debug=debug or None)
         code = server.serve()

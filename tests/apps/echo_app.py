@@ -40,9 +40,16 @@ def slow(request):
 
 @router.route("idem_slow")
 def idem_slow(request):
-    """Like slow, but declared idempotent: the broker may run it again elsewhere."""
+    """Declared idempotent: the broker may run it again elsewhere.
+
+    Payload ``(seconds, marker_path)``: the first run creates the marker and sleeps;
+    a re-run (after its worker died) finds the marker and answers at once.
+    """
+    seconds, marker = request.payload
     log.info("started idem_slow")
-    time.sleep(float(request.payload or 0.1))
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(float(seconds))
     return os.getpid()
 
 

@@ -1,0 +1,66 @@
+"""`fluxon run` and the seed's run_server: one command, clean shutdown, no orphan processes."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import textwrap
+
+import pytest
+
+from fluxon.client import ConnectionHandler
+from fluxon.keys import derive_keys, generate_private_key
+from support import REPO_ROOT, fluxon_argv, free_port, pid_alive, wait_for
+
+
+def worker_pids(log: str) -> set[int]:
+    return {int(pid) for pid in re.findall(r"started worker process \d+ \(pid (\d+)\)", log)}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_fluxon_run_serves_and_leaves_no_orphans(procs, sig):
+    port, backend, control = free_port(), free_port(), free_port()
+    argv = fluxon_argv("run", "tests.apps.echo_app:router", "--workers", "2", "--port", str(port),
+                       "--backend-port", str(backend), "--control-port", str(control),
+                       "--insecure", "--heartbeat-interval-s", "0.1")
+    server = procs.start(argv, cwd=REPO_ROOT, name="run")
+    procs.wait_log(server, "broker ready")
+    wait_for(lambda: procs.log(server).count("worker ready") == 2, 15, message="two workers ready")
+    children = worker_pids(procs.log(server))
+    assert len(children) == 2
+    with ConnectionHandler("127.0.0.1", port, timeout_s=5.0) as client:
+        assert client.send_request("pid") in children
+    server.send_signal(sig)
+    code = server.wait(20)
+    assert code == (0 if sig == signal.SIGINT else -signal.SIGKILL)
+    wait_for(lambda: not any(pid_alive(pid) for pid in children), 10, message="workers gone")
+
+
+def test_run_server_seed_api_with_router_in_main_and_secure_mode(procs, tmp_path):
+    private_key = generate_private_key()
+    port, backend, control = free_port(), free_port(), free_port()
+    script = tmp_path / "server.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        from fluxon.endpoint import AsyncServer, run_server
+        from fluxon.routing import Router
+
+        def hello(request):
+            return ("hello", request.payload, os.getpid())
+
+        router = Router(mapping={{"hello": hello}}, private_key={private_key!r})
+        raise SystemExit(run_server(AsyncServer(port={port}, secure=True, router=router, workers=1,
+                                                backend_port={backend}, control_port={control},
+                                                heartbeat_interval_s=0.1)))
+    """))
+    server = procs.start([sys.executable, str(script)], cwd=tmp_path, name="server")
+    procs.wait_log(server, "worker ready")
+    (child,) = worker_pids(procs.log(server))
+    server_key = derive_keys(private_key).broker.public
+    with ConnectionHandler("127.0.0.1", port, server_key=server_key, timeout_s=5.0) as client:
+        assert client.send_request("hello", 1) == ("hello", 1, child)
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(20) == 0
+    assert not pid_alive(child)
+    assert private_key not in procs.log(server)
