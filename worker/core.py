@@ -35,6 +35,7 @@ from fluxon import protocol
 from fluxon.errors import ConfigurationError, ProtocolError, Unavailable, encode_error
 from fluxon.keys import DeploymentKeys, derive_keys, load_private_key
 from fluxon.routing import Router
+from fluxon.security import configure_curve_client
 from fluxon.worker.admin import run_admin
 from fluxon.worker.execution import STATUS_ERROR, STATUS_OK, Outcome, ViewRunner
 
@@ -94,7 +95,9 @@ def open_database(router: Router) -> Any:
     except ImportError as exc:
         log.warning("fluxon.database.manipulation is not available (%s); request.db is disabled", exc)
         return None
-    return SqliteDatabase(router.database_path, models=router.models)
+    db = SqliteDatabase(router.database_path, models=router.models)
+    log.info("database %s opened for request.db", router.database_path)
+    return db
 
 
 class Worker:
@@ -157,6 +160,9 @@ class Worker:
             self._close_socket(linger_ms=1000 if self._stopping else 0)
             self._runner.shutdown(wait=False)
             self._ctx.term()
+            close_db = getattr(self._db, "close_all", None)
+            if close_db is not None:
+                close_db()
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
@@ -175,7 +181,7 @@ class Worker:
         sock.setsockopt(zmq.SNDHWM, 10_000)
         sock.setsockopt(zmq.RCVHWM, 10_000)
         if self.config.keys is not None:
-            _configure_curve_client(sock, self.config.keys.broker.public, self.config.keys.worker)
+            configure_curve_client(sock, self.config.keys.broker.public, self.config.keys.worker)
         sock.connect(self.config.connect)
         self._sock = sock
         self._heard_since_connect = False
@@ -323,15 +329,3 @@ class Worker:
                     task.cancel()
         self._send(protocol.encode_disconnect())
         log.info("said goodbye to the broker")
-
-
-def _configure_curve_client(sock: zmq.Socket, server_public: bytes, pair: Any) -> None:
-    """CURVE client options for the worker's socket (fluxon.security's helper when present)."""
-    try:
-        from fluxon.security import configure_curve_client
-    except ImportError:
-        sock.curve_serverkey = server_public
-        sock.curve_publickey = pair.public
-        sock.curve_secretkey = pair.secret
-        return
-    configure_curve_client(sock, server_public, pair)
