@@ -6,7 +6,9 @@ is a program: unpickling network bytes is remote code execution. So:
 - the broker never unpickles anything;
 - a worker decodes request payloads with :func:`loads_restricted`, an unpickler
   whose ``find_class`` resolves only plain data types (``ALLOWED_GLOBALS``) and
-  refuses every other global before any of the payload's code can run;
+  refuses every other global before any of the payload's code can run; it also
+  refuses the memory bombs a data-only pickle can hold (a huge memo index, ``bytes(n)``)
+  and takes pickle protocol 3 and later only (protocol 2 names Python 2 modules);
 - payloads from client keys the deployment marks as trusted are decoded with
   :func:`loads_trusted` (full cloudpickle), and so are replies on the client,
   which come from the broker the client authenticated.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from typing import Any
 
 import cloudpickle
@@ -35,16 +38,114 @@ __all__ = ["ALLOWED_GLOBALS", "dumps", "loads_restricted", "loads_trusted"]
 #: (module, qualified name) pairs a restricted payload may name. Builtin containers
 #: and scalars (dict, list, str, int, float, bool, None, bytes) need no global at all
 #: in pickle protocol 2+; the entries below are what their reconstruction refers to.
+#: (``uuid.SafeUUID`` is deliberately absent: a UUID pickles its ``is_safe`` as a plain
+#: value, and an enum member is a global singleton a payload could mutate with BUILD.)
 ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"),
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "str"),
     ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "int"),
     ("builtins", "float"), ("builtins", "complex"), ("builtins", "bool"),
-    ("builtins", "NoneType"),
     ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
     ("datetime", "timedelta"), ("datetime", "timezone"),
-    ("decimal", "Decimal"), ("uuid", "UUID"), ("uuid", "SafeUUID"),
+    ("decimal", "Decimal"), ("uuid", "UUID"),
 })
+
+
+def _no_size_argument(cls: type) -> Any:
+    """``cls`` callable as pickle's REDUCE needs it, minus ``cls(n)``, which allocates n bytes."""
+    def construct(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise BadRequest(f"payload calls {cls.__name__}() with a size, which is not allowed")
+        return cls(*args)
+    construct.__qualname__ = construct.__name__ = cls.__name__
+    return construct
+
+
+#: Allowed globals that resolve to a guarded stand-in rather than the real callable:
+#: ``bytes(10**10)`` in a 20-byte payload would allocate 10 GB in the worker.
+_GUARDED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("builtins", "bytes"): _no_size_argument(bytes),
+    ("builtins", "bytearray"): _no_size_argument(bytearray),
+}
+
+
+def _opcode_table() -> dict[int, tuple[int, int]]:
+    """opcode byte -> (argument kind, size), from pickletools' own descriptions.
+
+    For a length-prefixed argument the size is that of the prefix, negative when signed.
+    """
+    table: dict[int, tuple[int, int]] = {}
+    for op in pickletools.opcodes:
+        arg = op.arg
+        if arg is None:
+            table[ord(op.code)] = (_FIXED, 0)
+        elif arg.n >= 0:
+            table[ord(op.code)] = (_FIXED, arg.n)
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            table[ord(op.code)] = (_LINES, 2 if arg.name.endswith("_pair") else 1)
+        else:
+            table[ord(op.code)] = (_PREFIXED, {pickletools.TAKEN_FROM_ARGUMENT1: 1,
+                                               pickletools.TAKEN_FROM_ARGUMENT4: -4,
+                                               pickletools.TAKEN_FROM_ARGUMENT4U: 4,
+                                               pickletools.TAKEN_FROM_ARGUMENT8U: 8}[arg.n])
+    return table
+
+
+_FIXED, _LINES, _PREFIXED = 0, 1, 2
+_OPCODES = _opcode_table()
+_PUT, _LONG_BINPUT, _BINPUT, _MEMOIZE, _STOP = b"p"[0], b"r"[0], b"q"[0], b"\x94"[0], b"."[0]
+_FORBIDDEN_OPCODES = {ord(op.code) for op in pickletools.opcodes
+                      if op.name in ("EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID")}
+
+
+def _reject_memo_bombs(data: bytes) -> None:
+    """Refuse memo indices beyond the number of memo writes so far, before the C unpickler runs.
+
+    The C unpickler grows its memo array to twice the largest index it is given and zeroes
+    it: a 10-byte payload naming index 2**31 would make the worker touch 32 GiB. Python's
+    picklers number memo entries sequentially from 0, so any larger index is hostile. Only
+    PUT and LONG_BINPUT carry large indices; a payload without those opcode bytes anywhere
+    (every small cloudpickle payload without an "r" or "p" byte) skips the walk.
+    """
+    if b"r" not in data and b"p" not in data:
+        return
+    pos, end, writes = 0, len(data), 0
+    while pos < end:
+        op = data[pos]
+        pos += 1
+        spec = _OPCODES.get(op)
+        if spec is None or op in _FORBIDDEN_OPCODES:
+            raise BadRequest(f"payload uses a forbidden or unknown pickle opcode 0x{op:02x}")
+        kind, size = spec
+        if kind == _FIXED:
+            if op == _LONG_BINPUT:
+                index = int.from_bytes(data[pos:pos + 4], "little")
+                if index > writes:
+                    raise BadRequest("payload uses an out-of-sequence memo index")
+            pos += size
+        elif kind == _LINES:
+            line_end = data.find(b"\n", pos)
+            if size == 2 and line_end >= 0:
+                line_end = data.find(b"\n", line_end + 1)
+            if line_end < 0:
+                return  # truncated: the unpickler reports it
+            if op == _PUT:
+                try:
+                    index = int(data[pos:line_end])
+                except ValueError:
+                    return  # malformed: the unpickler reports it
+                if index > writes:
+                    raise BadRequest("payload uses an out-of-sequence memo index")
+            pos = line_end + 1
+        else:
+            length = int.from_bytes(data[pos:pos + abs(size)], "little", signed=size < 0)
+            if length < 0:
+                return  # the unpickler refuses a negative length
+            pos += abs(size) + length
+        if op in (_PUT, _LONG_BINPUT, _BINPUT, _MEMOIZE):
+            writes += 1
+        elif op == _STOP:
+            return
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -52,7 +153,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
+            guarded = _GUARDED_GLOBALS.get((module, name))
+            return guarded if guarded is not None else super().find_class(module, name)
         raise BadRequest(f"payload refers to a forbidden global: {module}.{name}",
                          details={"global": f"{module}.{name}"})
 
@@ -72,7 +174,8 @@ def dumps(obj: Any) -> bytes:
 def loads_restricted(data: bytes) -> Any:
     """Decode untrusted bytes, admitting only plain data types; anything else is :class:`BadRequest`."""
     try:
-        return _RestrictedUnpickler(io.BytesIO(data)).load()
+        _reject_memo_bombs(data)
+        return _RestrictedUnpickler(io.BytesIO(data), fix_imports=False).load()
     except BadRequest:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise a zoo of exception types
