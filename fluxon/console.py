@@ -70,16 +70,20 @@ class SocketTransport:
     """The broker's control socket (DEALER, CURVE with the admin keypair when ``keys`` is given)."""
 
     def __init__(self, endpoint: str = DEFAULT_CONTROL_ENDPOINT, *, keys: Any = None,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, admin_timeout_s: float = 120.0) -> None:
         self.endpoint = endpoint
         self.keys = keys
         self.timeout_s = timeout_s
+        # Schema jobs wait for in-flight requests and run a migration: the broker gives them
+        # its own deadline (BrokerConfig.admin_timeout_s, 60 s) and answers when it passes.
+        self.admin_timeout_s = max(timeout_s, admin_timeout_s)
 
     def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
         from fluxon.broker.control import send_control_command  # the broker's side of the protocol
 
+        timeout_s = self.admin_timeout_s if command == "admin" else self.timeout_s
         return send_control_command(self.endpoint, command, dict(args or {}), keys=self.keys,
-                                    timeout_s=self.timeout_s)
+                                    timeout_s=timeout_s)
 
     def describe(self) -> str:
         return f"the broker's control socket at {self.endpoint}"
@@ -385,7 +389,7 @@ def help_command(context: click.Context, command: str | None) -> None:
 
 # --------------------------------------------------------------------------- fluxon ctl
 
-@click.group("ctl", commands=console.commands,
+@click.group("ctl", commands=console.commands, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--control", "endpoint", default=DEFAULT_CONTROL_ENDPOINT, show_default=True,
               envvar="FLUXON_CONTROL", help="The broker's control endpoint.")
@@ -399,11 +403,18 @@ def help_command(context: click.Context, command: str | None) -> None:
 @click.pass_context
 def ctl(context: click.Context, endpoint: str, key_file: str | None, insecure: bool,
         timeout_s: float, as_json: bool) -> None:
-    """Send one console COMMAND to a running broker and print its answer."""
-    needs_broker = context.invoked_subcommand not in (None, "help")  # help works without a key
+    """Send one console COMMAND to a running broker and print its answer.
+
+    Without a COMMAND, open the interactive console on that broker (the same commands,
+    one per line, until `stop` or Ctrl-D).
+    """
+    needs_broker = context.invoked_subcommand != "help"  # help works without a key
     keys = _load_admin_keys(key_file) if needs_broker and not insecure else None
-    context.obj = Console(SocketTransport(endpoint, keys=keys, timeout_s=timeout_s),
-                          json_output=as_json)
+    transport = SocketTransport(endpoint, keys=keys, timeout_s=timeout_s)
+    context.obj = Console(transport, json_output=as_json)
+    if context.invoked_subcommand is None:
+        run_console(transport, banner=f"fluxon console on {endpoint} (type `help`; Ctrl-D leaves)",
+                    leave_message="console closed")
 
 
 def _load_admin_keys(key_file: str | None) -> Any:
@@ -467,7 +478,8 @@ def _format_click_error(exc: click.ClickException) -> str:
 
 def run_console(transport: ControlTransport, *, stdin: TextIO | None = None,
                 prompt: str = PROMPT, history_file: str | Path | None = None,
-                banner: str | None = None) -> None:
+                banner: str | None = None,
+                leave_message: str = "console closed (the broker keeps running)") -> None:
     """Read console lines from ``stdin`` until ``stop`` succeeds or the input ends.
 
     With a terminal on ``stdin`` the prompt gets line editing, history (kept in
@@ -486,7 +498,7 @@ def run_console(transport: ControlTransport, *, stdin: TextIO | None = None,
         try:
             line = _read_line(stdin, prompt if interactive else None)
         except EOFError:
-            click.echo("\nconsole closed (the broker keeps running)")
+            click.echo("\n" + leave_message)
             break
         except KeyboardInterrupt:
             click.echo("\n(type `stop` to stop the broker)")
