@@ -22,8 +22,10 @@ readable tables, or as JSON with ``--json`` (for scripts)::
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import shlex
 import sys
 import threading
@@ -46,6 +48,8 @@ __all__ = [
     "ctl",
     "run_console",
     "run_console_thread",
+    "attach_console",
+    "stdin_is_interactive",
     "execute_line",
 ]
 
@@ -492,6 +496,7 @@ def run_console(transport: ControlTransport, *, stdin: TextIO | None = None,
     interactive = _is_terminal(stdin)
     if interactive:
         _setup_readline(history_file)
+        _restore_terminal_at_exit(stdin)
     if banner is not None:
         click.echo(banner)
     while True:
@@ -529,11 +534,54 @@ def run_console_thread(transport: ControlTransport, **kwargs: Any) -> threading.
     return thread
 
 
+def attach_console(control_endpoint: str, keys: Any = None) -> threading.Thread:
+    """The interactive console of a broker process, as a control client of its own socket.
+
+    ``keys``: the broker's :class:`~fluxon.keys.DeploymentKeys` (the console signs in with
+    the admin keypair), or None for a plain broker. Returns the console's daemon thread.
+    """
+    return run_console_thread(SocketTransport(control_endpoint, keys=keys),
+                              banner="fluxon console: type `help` for the commands, `stop` to stop "
+                                     "the broker (Ctrl-D leaves the console)")
+
+
+def stdin_is_interactive() -> bool:
+    """True when standard input is a terminal and this process is its foreground job.
+
+    A broker started in the background (``fluxon broker &``) must not open the console:
+    reading the terminal would suspend it (SIGTTIN).
+    """
+    try:
+        fd = sys.stdin.fileno()
+        return os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def _is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _restore_terminal_at_exit(stdin: TextIO) -> None:
+    """Put the terminal's settings back at exit, even if the broker stops mid-prompt."""
+    try:
+        import termios
+
+        fd = stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError, AttributeError):
+        return
+
+    def restore() -> None:
+        try:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        except (OSError, termios.error):
+            pass
+
+    atexit.register(restore)
 
 
 def _history_path(history_file: str | Path | None) -> Path:
