@@ -75,6 +75,9 @@ def test_every_field_type_round_trips_its_python_type(db):
         got = getattr(row, name)
         assert got == value and type(got) is type(value), name
     assert row.to_dict() == {"id": pk, **SAMPLE}
+    assert Everything.count(Everything.money > decimal.Decimal("99999.5")) == 1  # numeric compare
+    assert Everything.count(Everything.money > 200000) == 0
+    assert Everything.count(Everything.day == dt.date(2024, 2, 29)) == 1
 
 
 def test_strings_are_converted_from_iso_and_digits(db):

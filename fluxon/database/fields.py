@@ -142,6 +142,25 @@ class Field(_Column):
         """Type conversion only (no null/choices checks); overridden per field type."""
         return value
 
+    #: values of exactly this type are stored as they are (the insert fast path)
+    stored_as_is: type | None = None
+
+    def converter(self) -> Callable[[Any], Any]:
+        """``db_value``, with a shortcut for values already in their stored type."""
+        db_value = self.db_value
+        plain = self.stored_as_is
+        if plain is None or self.choices is not None:
+            return db_value
+        limit = getattr(self, "max_length", None)
+        if plain is str and limit is not None:
+            def convert_text(value: Any) -> Any:
+                return value if type(value) is str and len(value) <= limit else db_value(value)
+            return convert_text
+
+        def convert(value: Any) -> Any:
+            return value if type(value) is plain else db_value(value)
+        return convert
+
     def _convert_value(self, value: Any) -> Any:
         # Values compared with this column in a WHERE: convert, but do not enforce lengths.
         try:
@@ -165,6 +184,7 @@ class Field(_Column):
 
 class IntegerField(Field):
     sql_type = "INTEGER"
+    stored_as_is = int
 
     def to_storage(self, value: Any) -> Any:
         if type(value) is int:
@@ -196,6 +216,7 @@ class BigIntegerField(IntegerField):
 
 
 class PositiveIntegerField(IntegerField):
+    stored_as_is = None  # every value is range-checked
     def to_storage(self, value: Any) -> Any:
         number = super().to_storage(value)
         if number < 0:
@@ -211,6 +232,7 @@ class PositiveIntegerField(IntegerField):
 
 class FloatField(Field):
     sql_type = "REAL"
+    stored_as_is = float
 
     def to_storage(self, value: Any) -> Any:
         if type(value) is float:
@@ -228,7 +250,7 @@ class FloatField(Field):
 
 
 class DecimalField(Field):
-    """Exact decimals, stored as text so no digit is lost; returns ``Decimal``."""
+    """Exact decimals returned as ``Decimal`` (quantized to ``decimal_places``)."""
 
     sql_type = "DECIMAL"
 
@@ -239,7 +261,9 @@ class DecimalField(Field):
         self.max_digits = max_digits
         self.decimal_places = decimal_places
         self._quantum = decimal.Decimal(1).scaleb(-decimal_places)
-        self.sql_type = f"DECIMAL({max_digits}, {decimal_places})"
+        # NUMERIC affinity keeps 15 significant digits exactly and compares numerically;
+        # longer decimals are stored as TEXT so no digit is lost.
+        self.sql_type = f"DECIMAL({max_digits}, {decimal_places})" if max_digits <= 15 else "TEXT"
 
     def _to_decimal(self, value: Any) -> decimal.Decimal:
         if isinstance(value, bool):
@@ -293,6 +317,7 @@ class BooleanField(Field):
 
 class CharField(Field):
     sql_type = "VARCHAR"
+    stored_as_is = str
 
     def __init__(self, max_length: int = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -316,6 +341,7 @@ class CharField(Field):
 
 class TextField(Field):
     sql_type = "TEXT"
+    stored_as_is = str
 
     def to_storage(self, value: Any) -> Any:
         if not isinstance(value, str):
@@ -325,6 +351,8 @@ class TextField(Field):
 
 class PasswordField(CharField):
     """Stores only scrypt hashes: a plain password is hashed on its way in."""
+
+    stored_as_is = None  # every value goes through hashing
 
     def __init__(self, max_length: int = 255, **kwargs: Any) -> None:
         super().__init__(max_length=max(max_length, 160), **kwargs)
@@ -392,6 +420,7 @@ class DateTimeField(_TemporalField):
 
 class BinaryField(Field):
     sql_type = "BLOB"
+    stored_as_is = bytes
 
     def to_storage(self, value: Any) -> Any:
         if isinstance(value, bytes):

@@ -29,6 +29,8 @@ from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = ["SqliteDatabase", "BoundModel", "where", "Where"]
 
+_MAX_PLANS = 256  # compiled INSERTs kept per model
+
 
 class SqliteDatabase:
     """One SQLite database file; binds models so ``User.insert(...)`` works in views.
@@ -136,10 +138,13 @@ class SqliteDatabase:
     # -- writing -------------------------------------------------------------------------
     def insert(self, model: Any, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
         """Insert one row (keys: fields or field names); returns its primary key."""
-        model = _model_of(model)
-        if data is None:
-            data = values
+        return self._insert(_model_of(model), values if data is None else data)
+
+    def _insert(self, model: type[Model], data: Mapping[Any, Any]) -> Any:
         meta = model._meta
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise ValidationError(f"{model.__name__}.insert takes a dict of field values, "
+                                  f"not {type(data).__name__}")
         try:
             keys = tuple(data)
             plan = meta.insert_plans.get(keys)
@@ -147,9 +152,10 @@ class SqliteDatabase:
             raise ValidationError(f"{model.__name__}.insert takes a dict of field values, "
                                   f"not {type(data).__name__}") from None
         if plan is None:
-            if not isinstance(data, Mapping):
-                raise ValidationError(f"{model.__name__}.insert takes a dict of field values")
-            plan = meta.insert_plans[keys] = insert_plan(meta, keys)
+            plan = insert_plan(meta, keys)
+            if len(meta.insert_plans) >= _MAX_PLANS:  # key orders chosen by clients: stay bounded
+                meta.insert_plans.clear()
+            meta.insert_plans[keys] = plan
         sql, converters, dynamic, static, pk_position = plan
         params = [convert(value) for convert, value in zip(converters, data.values())]
         if dynamic:
@@ -165,7 +171,7 @@ class SqliteDatabase:
         rows = rows_from_iterable(rows)
         with self.atomic():
             for row in rows:
-                self.insert(model, row)
+                self._insert(model, row)
         return len(rows)
 
     bulk_insert = insert_many
@@ -272,7 +278,7 @@ class BoundModel:
         return f"<BoundModel {self.model.__name__} on {self.db.path!r}>"
 
     def insert(self, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
-        return self.db.insert(self.model, data if data is not None else values)
+        return self.db._insert(self.model, data if data is not None else values)
 
     def insert_many(self, rows: Iterable[Mapping[Any, Any]]) -> int:
         return self.db.insert_many(self.model, rows)

@@ -365,7 +365,7 @@ class Model(metaclass=ModelBase):
     @classmethod
     def insert(cls, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
         """Insert one row from a dict (keys: fields or field names); returns its primary key."""
-        return _database(cls).insert(cls, data if data is not None else values)
+        return _database(cls)._insert(cls, data if data is not None else values)
 
     @classmethod
     def insert_many(cls, rows: Iterable[Mapping[Any, Any]]) -> int:

@@ -70,7 +70,7 @@ def insert_plan(meta: Any, keys: tuple) -> tuple:
     else:
         sql = f"INSERT INTO {table} DEFAULT VALUES"
     pk_position = next((i for i, f in enumerate(fields) if f is meta.pk), None)
-    converters = tuple(f.db_value for f in fields)
+    converters = tuple(f.converter() for f in fields)
     return sql, converters, tuple(dynamic), tuple(static), pk_position
 
 
