@@ -53,6 +53,35 @@ _ANONYMOUS_CONTEXT = {
     % (b"true" if flag else b"false") for flag in (False, True)}
 
 
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's enum flag arithmetic costs ~1 µs a call
+
+
+def _send(sock: zmq.Socket, routing_id: RoutingId, frames: list) -> None:
+    """Send envelope + frames to one ROUTER peer without blocking (raises zmq.ZMQError on the first frame)."""
+    send = sock.send
+    send(routing_id, _MORE_NOBLOCK)
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        send(frame, _MORE_NOBLOCK if index < last else _NOBLOCK, copy=not isinstance(frame, zmq.Frame))
+
+
+def _recv_rest(sock: zmq.Socket) -> list:
+    """The frames after the envelope: the header copied (cheaper when small), a body frame zero-copy."""
+    frames: list = [sock.recv(_NOBLOCK)]
+    while sock.getsockopt(zmq.RCVMORE):
+        frames.append(sock.recv(_NOBLOCK, copy=False))
+    return frames
+
+
+def _recv_message(sock: zmq.Socket) -> tuple[RoutingId, list | None]:
+    """One ROUTER message: the routing id and the frames after it (None when there are none)."""
+    routing_id = sock.recv(_NOBLOCK)
+    if not sock.getsockopt(zmq.RCVMORE):
+        return routing_id, None
+    return routing_id, _recv_rest(sock)
+
+
 def _open_sessions(config: BrokerConfig) -> SessionBridge | None:
     try:
         return SessionBridge.open(config)
@@ -237,21 +266,14 @@ class Broker:
         The envelope frame is received with copy=False only to read its ZAP metadata;
         the header frame is copied (cheaper for small messages) and a large body stays a zmq.Frame.
         """
-        first = sock.recv(zmq.NOBLOCK, copy=False)
+        first = sock.recv(_NOBLOCK, copy=False)
         client = first.bytes
         if not first.more:
             return client, None, "", ""
         key = peer = ""
         if self._sessions is not None:
             key, peer = _metadata(first, self.config.secure)
-        head = sock.recv(zmq.NOBLOCK)
-        if not sock.getsockopt(zmq.RCVMORE):
-            return client, [head], key, peer
-        frames: list = [head]
-        while True:
-            frames.append(sock.recv(zmq.NOBLOCK, copy=False))
-            if not sock.getsockopt(zmq.RCVMORE):
-                return client, frames, key, peer
+        return client, _recv_rest(sock), key, peer
 
     def _on_client_request(self, client: RoutingId, request: p.ClientRequest, key: str, peer: str) -> None:
         self._requests_total += 1
@@ -282,7 +304,7 @@ class Broker:
 
     def _send_client(self, client: RoutingId, frames: list) -> None:
         try:
-            self.frontend.send_multipart([client, *frames], zmq.NOBLOCK)
+            _send(self.frontend, client, frames)
         except zmq.ZMQError as exc:  # HWM reached for that client: it is not reading its replies
             log.warning("reply to client %s dropped: %s", client.hex(), exc)
 
@@ -296,7 +318,7 @@ class Broker:
                 return False
             frames = p.encode_worker_request(job.job_id, job.route, job.context, job.payload)
             try:
-                self.backend.send_multipart([worker.routing_id, *frames], zmq.NOBLOCK)
+                _send(self.backend, worker.routing_id, frames)
             except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY) or HWM: the worker is gone or stuck
                 log.warning("worker %s unreachable (%s); removing it", worker.routing_id.hex(), exc)
                 self._remove_worker(worker, "unreachable")
@@ -328,22 +350,21 @@ class Broker:
         sock = self.backend
         for _ in range(_DRAIN_LIMIT):
             try:
-                msg = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                rid, frames = _recv_message(sock)
             except zmq.Again:
                 break
-            self._on_worker_message(msg)
+            self._on_worker_message(rid, frames)
         self._pump()
 
-    def _on_worker_message(self, msg: list) -> None:
-        rid = msg[0]
+    def _on_worker_message(self, rid: RoutingId, frames: list | None) -> None:
         worker = self._workers.get(rid)
         if worker is not None:
             worker.last_seen = time.monotonic()
-        if len(msg) < 2:
+        if frames is None:
             self._dropped("backend", rid, "message without a body frame")
             return
         try:
-            message = p.decode_worker_message(msg[1:])
+            message = p.decode_worker_message(frames)
         except ProtocolError as exc:
             self._dropped("backend", rid, exc.message)
             return
@@ -396,7 +417,7 @@ class Broker:
 
     def _send_worker(self, rid: RoutingId, frames: list) -> bool:
         try:
-            self.backend.send_multipart([rid, *frames], zmq.NOBLOCK)
+            _send(self.backend, rid, frames)
             return True
         except zmq.ZMQError:
             return False
@@ -482,12 +503,14 @@ class Broker:
         sock = self.control
         for _ in range(_DRAIN_LIMIT):
             try:
-                msg = sock.recv_multipart(zmq.NOBLOCK)
+                rid, frames = _recv_message(sock)
             except zmq.Again:
                 return
-            rid = msg[0]
+            if frames is None:
+                self._dropped("control", rid, "message without a body frame")
+                continue
             try:
-                command = p.decode_control_command(msg[1:])
+                command = p.decode_control_command(frames)
             except ProtocolError as exc:
                 self._dropped("control", rid, exc.message)
                 if "command_id" in exc.details:
@@ -509,7 +532,7 @@ class Broker:
     def send_control_result(self, rid: RoutingId, command_id: int, status: int, data: Any) -> None:
         """Answer a control client (also used by a finished admin operation)."""
         try:
-            self.control.send_multipart([rid, *p.encode_control_result(command_id, status, data)], zmq.NOBLOCK)
+            _send(self.control, rid, p.encode_control_result(command_id, status, data))
         except zmq.ZMQError as exc:
             log.warning("control result dropped: %s", exc)
 
