@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+import types
 
 import pytest
 
@@ -177,3 +178,33 @@ def test_on_delete_protect_set_null_set_default_and_auto_join_table(db):
     Category.delete(Category.id == root)
     assert Category.get(id=grandchild).parent is None
     assert Owner.delete(Owner.id == owner) == 1
+
+
+OTHER_SCHOOL = '''
+from fluxon.database import models as Models
+
+class Student(Models.Model):
+    courses = Models.ManyToManyField(to_table="Course", through="Enrollment")
+
+class Course(Models.Model):
+    title = Models.CharField(max_length=10)
+    rival = Models.ForeignKey(to_table="test_orm_school.Course", null=True,
+                              on_delete=Models.SET_NULL)
+
+class Enrollment(Models.Model):
+    student = Models.ForeignKey(to_table="Student")
+    course = Models.ForeignKey(to_table="Course")
+'''
+
+
+def test_names_resolve_within_the_defining_module():
+    module = types.ModuleType("orm_other_school")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(OTHER_SCHOOL, "orm_other_school.py", "exec"), module.__dict__)
+        assert module.Student.courses.through_model is module.Enrollment
+        assert module.Enrollment.course.rel_model is module.Course
+        assert module.Course.rival.rel_model is Course          # dotted: another module
+        assert Student.courses.through_model is Enrollment      # ours are untouched
+    finally:
+        del sys.modules[module.__name__]

@@ -92,18 +92,18 @@ class Metadata:
 
 
 def _resolve(reference: Any, model: type) -> type | None:
+    """The model a relation names: a class, ``"self"``, ``"Name"`` (same module) or
+    ``"package.module.Name"``; None while it is not defined yet."""
     if isinstance(reference, type):
         return reference
     if reference == "self":
         return model
     if isinstance(reference, str):
-        name = reference.rsplit(".", 1)[-1]
-        candidates = _REGISTRY.get(name, [])
-        same_module = [c for c in candidates if c.__module__ == model.__module__]
-        if same_module:
-            return same_module[-1]
-        if candidates:
-            return candidates[-1]
+        module, _, name = reference.rpartition(".")
+        module = module or model.__module__
+        for candidate in reversed(_REGISTRY.get(name, [])):
+            if candidate.__module__ == module:
+                return candidate
         return None
     raise ConfigurationError(f"{model.__name__}: a relation needs a model or a model name, "
                              f"not {reference!r}")
