@@ -55,11 +55,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fluxon.errors import BadRequest, ConfigurationError, InternalError, InvalidSession
+from fluxon.security import RejectionLog
 
 __all__ = ["Session", "SessionStore"]
 
 log = logging.getLogger("fluxon.broker.sessions")
-security_log = logging.getLogger("fluxon.security")
 
 _TOKEN_SALT = b"fluxon.broker.sessions.SessionStore/token"
 _MAX_TOKEN_BYTES = 256
@@ -138,6 +138,7 @@ class SessionStore:
         # old token -> (new sid, client key, grace deadline), for requests pipelined across a rotation
         self._rotated: dict[bytes, tuple[str, str, float]] = {}
         self._dirty: set[str] = set()
+        self._rejections = RejectionLog()
         self._last_flush = clock()
         self._db_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -181,7 +182,8 @@ class SessionStore:
                     and not self._expired(session, now):
                 return session
         reason = self._token_problem(client_key, token)
-        security_log.warning("refused session token from key=%s: %s", client_key or "(plain)", reason)
+        self._rejections.warning(("session", client_key, reason), "refused session token from key=%s: %s",
+                                 client_key or "(plain)", reason)
         raise InvalidSession(f"invalid session token: {reason}; send no token to start a new session")
 
     def _token_problem(self, client_key: str, token: bytes) -> str:

@@ -44,6 +44,7 @@ __all__ = [
     "CONTROL_DOMAIN",
     "Authenticator",
     "KeyDirectory",
+    "RejectionLog",
     "start_authenticator",
     "configure_curve_server",
     "configure_curve_client",
@@ -57,6 +58,30 @@ log = logging.getLogger("fluxon.security")
 
 _REPEAT_LOG_INTERVAL_S = 10.0
 _REPEAT_LOG_MAX_ENTRIES = 1024
+
+
+class RejectionLog:
+    """Warnings to ``fluxon.security``, each distinct rejection at most once per ``interval_s``.
+
+    A hostile peer retrying the same refused handshake or token must not flood the log.
+    """
+
+    def __init__(self, interval_s: float = _REPEAT_LOG_INTERVAL_S,
+                 max_entries: int = _REPEAT_LOG_MAX_ENTRIES) -> None:
+        self.interval_s = interval_s
+        self.max_entries = max_entries
+        self._last: dict[tuple[str, ...], float] = {}
+
+    def warning(self, ident: tuple[str, ...], message: str, *args: Any) -> None:
+        """Log ``message % args`` unless the rejection ``ident`` was logged within the interval."""
+        now = time.monotonic()
+        last = self._last.get(ident)
+        if last is not None and now - last < self.interval_s:
+            return
+        if len(self._last) >= self.max_entries:
+            self._last.clear()
+        self._last[ident] = now
+        log.warning(message, *args)
 
 
 class KeyDirectory:
@@ -184,7 +209,7 @@ class _ZapHandler(zmq.auth.thread.ThreadAuthenticator):
     def __init__(self, context: zmq.Context) -> None:
         super().__init__(context=context, log=logging.getLogger("fluxon.security.zap"))
         self._peer_address = ""
-        self._last_logged: dict[tuple[str, str, str], float] = {}
+        self._rejections = RejectionLog()
 
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         if len(msg) >= 6:
@@ -215,16 +240,9 @@ class _ZapHandler(zmq.auth.thread.ThreadAuthenticator):
         return allowed, reason
 
     def _log_rejection(self, domain: str, key: str, why: str) -> None:
-        now = time.monotonic()
-        ident = (domain, key, self._peer_address)
-        last = self._last_logged.get(ident)
-        if last is not None and now - last < _REPEAT_LOG_INTERVAL_S:
-            return
-        if len(self._last_logged) >= _REPEAT_LOG_MAX_ENTRIES:
-            self._last_logged.clear()
-        self._last_logged[ident] = now
-        log.warning("refused connection: domain=%s peer=%s key=%s: %s",
-                    domain or "(none)", self._peer_address or "?", key or "-", why)
+        self._rejections.warning((domain, key, self._peer_address),
+                                 "refused connection: domain=%s peer=%s key=%s: %s",
+                                 domain or "(none)", self._peer_address or "?", key or "-", why)
 
 
 class Authenticator:

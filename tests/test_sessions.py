@@ -297,3 +297,12 @@ def test_memory_only_store_and_bad_configuration(tmp_path) -> None:
     folder.mkdir()
     with pytest.raises(ConfigurationError, match="session file"):
         SessionStore(folder, HMAC_KEY)
+
+
+def test_repeated_refusals_are_logged_once_per_interval(store, caplog) -> None:
+    session = store.resolve(KEY_A, b"")
+    with caplog.at_level(logging.WARNING, logger="fluxon.security"):
+        for _ in range(50):
+            with pytest.raises(InvalidSession):
+                store.resolve(KEY_B, session.token)
+    assert len([r for r in caplog.records if "refused session token" in r.getMessage()]) == 1
