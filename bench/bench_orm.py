@@ -13,6 +13,7 @@ Run: ``python bench/bench_orm.py [--rows 20000] [--repeat 3]`` (peewee and Djang
 from __future__ import annotations
 
 import argparse
+import gc
 import sqlite3
 import sys
 import tempfile
@@ -27,18 +28,29 @@ def _row(i: int) -> tuple:
     return (f"item-{i}", i, i * 0.5, None if i % 3 else f"note {i}")
 
 
-def best_rate(n: int, repeat: int, setup: Callable[[], None], run: Callable[[], object]) -> float:
-    """Rows per second of the fastest of ``repeat`` runs (``setup`` runs untimed before each)."""
-    best = float("inf")
+Workloads = dict[str, Callable[[], object]]   # "clear", "insert", "read"
+
+
+def _timed(run: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def run_rounds(contenders: dict[str, Workloads], n: int, repeat: int) -> dict[str, dict[str, float]]:
+    """Best rows/s per contender and workload; rounds interleave the contenders so that
+    background load on the machine hits them alike."""
+    best: dict[str, dict[str, float]] = {name: {"insert": 0.0, "read": 0.0} for name in contenders}
     for _ in range(repeat):
-        setup()
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return n / best
+        for name, work in contenders.items():
+            work["clear"]()
+            best[name]["insert"] = max(best[name]["insert"], n / _timed(work["insert"]))
+            best[name]["read"] = max(best[name]["read"], n / _timed(work["read"]))
+    return best
 
 
-def bench_raw(folder: Path, n: int, repeat: int) -> dict[str, float]:
+def bench_raw(folder: Path, n: int) -> Workloads:
     conn = sqlite3.connect(folder / "raw.sqlite3", isolation_level=None)
     for pragma in PRAGMAS:
         conn.execute(pragma)
@@ -62,13 +74,10 @@ def bench_raw(folder: Path, n: int, repeat: int) -> dict[str, float]:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
-    rates = {"insert": best_rate(n, repeat, clear, insert),
-             "read": best_rate(n, repeat, lambda: None, read)}
-    conn.close()
-    return rates
+    return {"clear": clear, "insert": insert, "read": read}
 
 
-def bench_fluxon(folder: Path, n: int, repeat: int) -> dict[str, float]:
+def bench_fluxon(folder: Path, n: int) -> Workloads:
     from fluxon.database import models as m
     from fluxon.database.manipulation import SqliteDatabase
 
@@ -93,14 +102,10 @@ def bench_fluxon(folder: Path, n: int, repeat: int) -> dict[str, float]:
             for row in rows:
                 Item.insert(row)
 
-    rates = {"insert": best_rate(n, repeat, clear, insert),
-             "read": best_rate(n, repeat, lambda: None, Item.check)}
-    assert len(Item.check()) == n
-    db.close()
-    return rates
+    return {"clear": clear, "insert": insert, "read": Item.check}
 
 
-def bench_peewee(folder: Path, n: int, repeat: int) -> dict[str, float]:
+def bench_peewee(folder: Path, n: int) -> Workloads:
     import peewee
 
     pdb = peewee.SqliteDatabase(str(folder / "peewee.sqlite3"),
@@ -126,13 +131,11 @@ def bench_peewee(folder: Path, n: int, repeat: int) -> dict[str, float]:
             for row in rows:
                 Item.create(**row)
 
-    rates = {"insert": best_rate(n, repeat, lambda: Item.delete().execute(), insert),
-             "read": best_rate(n, repeat, lambda: None, lambda: list(Item.select()))}
-    pdb.close()
-    return rates
+    return {"clear": lambda: Item.delete().execute(), "insert": insert,
+            "read": lambda: list(Item.select())}
 
 
-def bench_django(folder: Path, n: int, repeat: int) -> dict[str, float]:
+def bench_django(folder: Path, n: int) -> Workloads:
     import django
     from django.conf import settings
 
@@ -164,10 +167,8 @@ def bench_django(folder: Path, n: int, repeat: int) -> dict[str, float]:
             for row in rows:
                 Item.objects.create(**row)
 
-    rates = {"insert": best_rate(n, repeat, lambda: Item.objects.all().delete(), insert),
-             "read": best_rate(n, repeat, lambda: None, lambda: list(Item.objects.all()))}
-    connection.close()
-    return rates
+    return {"clear": lambda: Item.objects.all().delete(), "insert": insert,
+            "read": lambda: list(Item.objects.all())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,20 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=["peewee", "django"])
     args = parser.parse_args(argv)
-    results: dict[str, dict[str, float]] = {}
+    workloads: dict[str, Workloads] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         contenders = [("raw sqlite3", bench_raw), ("fluxon", bench_fluxon),
                       ("peewee", bench_peewee), ("django", bench_django)]
-        for name, bench in contenders:
+        for name, setup in contenders:
             if name in args.skip:
                 continue
             try:
-                results[name] = bench(folder, args.rows, args.repeat)
+                workloads[name] = setup(folder, args.rows)
             except ImportError as exc:
                 print(f"{name}: skipped ({exc})", file=sys.stderr)
+        results = run_rounds(workloads, args.rows, args.repeat)
     raw = results["raw sqlite3"]
-    print(f"{args.rows} rows, best of {args.repeat}; ratios against raw sqlite3 "
+    print(f"{args.rows} rows, best of {args.repeat} interleaved rounds; ratios against raw sqlite3 "
           "(inserts: one transaction; reads: raw as dicts, ORMs as instances)")
     print(f"{'':14}{'inserts/s':>12}{'ratio':>8}{'rows read/s':>14}{'ratio':>8}")
     for name, rates in results.items():
