@@ -112,8 +112,8 @@ class Session:
 class SessionStore:
     """All sessions of one broker, in memory and (unless ``path`` is None) in a SQLite file.
 
-    Not thread-safe by design for the hot path: call it from the broker's loop thread. (The
-    SQLite connection is guarded by a lock so :meth:`flush` may run from another thread.)
+    Call it from the broker's loop thread: the hot path takes no lock. Only :meth:`flush` may
+    also run from another thread (it swaps the set of unsaved sessions and locks the file).
     """
 
     def __init__(self, path: str | os.PathLike | None, hmac_key: bytes, *,
@@ -311,11 +311,10 @@ class SessionStore:
     def flush(self) -> None:
         """Write the ``last_seen`` times kept in memory to the file."""
         self._last_flush = self._clock()
-        if self._db is None or not self._dirty:
-            self._dirty.clear()
+        dirty, self._dirty = self._dirty, set()  # swap first: the loop thread may keep adding
+        if self._db is None or not dirty:
             return
-        rows = [(s.last_seen, s.sid) for sid in self._dirty if (s := self._by_sid.get(sid)) is not None]
-        self._dirty.clear()
+        rows = [(s.last_seen, s.sid) for sid in dirty if (s := self._by_sid.get(sid)) is not None]
         with self._db_lock:
             with self._transaction():
                 self._db.executemany("UPDATE fluxon_sessions SET last_seen = ? WHERE sid = ?", rows)
