@@ -7,6 +7,8 @@ import sqlite3
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fluxon.database import models as m
 from fluxon.database.manipulation import SqliteDatabase, where
@@ -194,3 +196,38 @@ def test_save_inserts_then_updates(db):
     assert Member.get(username="new").score == 7 and obj.pk == Member.get(username="new").id
     obj.delete_instance()
     assert not Member.exists(Member.username == "new")
+
+
+def test_field_names_may_not_hide_model_methods():
+    with pytest.raises(ConfigurationError, match="clash"):
+        class Bad(m.Model):
+            count = m.IntegerField()
+
+    class Fine(m.Model):
+        total = m.IntegerField(column_name="count")
+
+    assert Fine.total.column == "count"
+
+
+def test_capitalised_class_methods_and_unknown_keys_logged(db, caplog):
+    pk = Member.Insert({"username": "cap"})
+    assert Member.Check(Member.id == pk, fetch=1)[0].username == "cap"
+    assert Member.Count(Member.id == pk) == 1
+    with caplog.at_level("WARNING", logger="fluxon.security"):
+        with pytest.raises(ValidationError):
+            Member.Insert({"is_admin": True})
+    assert "is_admin" in caplog.text
+    with pytest.raises(ValidationError):
+        Member.insert(["username"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=60))
+def test_any_text_is_only_ever_a_value(db, text):
+    # Whatever a client sends as a value is stored and matched literally, never run as SQL.
+    with db.atomic():
+        pk = Member.insert({"username": "h:" + text})
+        assert [r.id for r in db.Member.check(where[Member.username == "h:" + text])] == [pk]
+        assert Member.get(id=pk).username == "h:" + text
+        Member.delete(Member.id == pk)
+    assert Member.count() == 10

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import logging
 import sys
 from collections.abc import Iterable, Mapping
 from types import ModuleType
@@ -35,6 +36,8 @@ __all__ = [
     "ForeignKey", "OneToOneField", "ManyToManyField",
     "CASCADE", "PROTECT", "SET_NULL", "SET_DEFAULT", "RESTRICT", "NO_ACTION",
 ]
+
+security_log = logging.getLogger("fluxon.security")
 
 _REGISTRY: dict[str, list[type["Model"]]] = {}
 _PENDING: list[tuple[type["Model"], Any]] = []   # (model, field) whose target is not defined yet
@@ -86,6 +89,8 @@ class Metadata:
         field = self.by_key.get(key) if isinstance(key, str) else None
         if field is None:
             shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:77] + "..."
+            security_log.warning("rejected unknown field %s for model %s", shown,
+                                 self.model.__name__)
             raise ValidationError(f"{self.model.__name__} has no field {shown}",
                                   details={"field": str(key)[:200], "model": self.model.__name__})
         return field
@@ -141,6 +146,13 @@ class ModelBase(type):
                           if not (isinstance(f, AutoField) and f.name == "id")]
             inherited += [(m.name, m.clone()) for m in base_meta.many_to_many]
         own_names = {k for k, _ in own}
+        clashes = sorted(k for k in own_names if k.startswith("_") or any(
+            k in vars(base) and not isinstance(vars(base)[k], (Field, ManyToManyField))
+            for base in cls.__mro__[1:] if base is not object))
+        if clashes:
+            raise ConfigurationError(
+                f"{name}: field name(s) {clashes} clash with Model's own attributes; use another "
+                f"attribute name and column_name=... to keep the column's name")
         declared = [(k, v) for k, v in inherited if k not in own_names] + own
         if any(getattr(base, "_is_authorized_user", False) for base in cls.__mro__):
             declared = [(k, _as_password_field(v)) if k == "password" else (k, v)
