@@ -78,8 +78,9 @@ def test_ready_request_reply_and_graceful_stop(procs, broker):
     procs.wait_log(proc, "worker ready")
     # SIGTERM with a request in flight: it finishes, then new work is refused, then goodbye.
     broker.send(protocol.encode_worker_request(4, "slow", b"{}", dumps(0.5)))
-    time.sleep(0.1)  # let the request reach the worker before the signal (no assertion on time)
+    procs.wait_log(proc, "started slow")
     proc.send_signal(signal.SIGTERM)
+    procs.wait_log(proc, "stopping: finishing 1 in-flight request")
     broker.send(protocol.encode_worker_request(5, "echo", b"{}", dumps(1)))
     replies = {r.job_id: r for r in (broker.recv(protocol.WorkerReply), broker.recv(protocol.WorkerReply))}
     assert replies[4].status == protocol.STATUS_OK

@@ -21,6 +21,7 @@ the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -112,7 +113,9 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: ViewRunner | None = None
         self._generation = 0            # bumps on every reconnect; replies of older ones are dropped
-        self._in_flight: set[asyncio.Task] = set()
+        self._in_flight: set[tuple] = set()   # (generation, job_id) and admin tags not answered yet
+        self._idle: asyncio.Event | None = None
+        self._admin_tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._last_recv = 0.0
@@ -274,30 +277,38 @@ class Worker:
             self._send(protocol.encode_worker_reply(job.job_id, STATUS_ERROR, body))
             return
         payload = job.payload if isinstance(job.payload, bytes) else bytes(job.payload)
-        task = self._loop.create_task(self._run_job(job.job_id, job.route, job.context, payload,
-                                                    self._generation))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        tag = (self._generation, job.job_id)
+        self._in_flight.add(tag)
+        self._runner.submit(job.route, job.context, payload, functools.partial(self._finish_job, tag))
 
-    async def _run_job(self, job_id: int, route: str, context: bytes, payload: bytes,
-                       generation: int) -> None:
-        outcome: Outcome = await self._runner.run(route, context, payload)
+    def _finish_job(self, tag: tuple[int, int], outcome: Outcome) -> None:
+        self._job_done(tag)
+        generation, job_id = tag
         if generation != self._generation:
             log.info("dropped the reply to job %d: the connection it came on is gone", job_id)
             return
-        self._send(protocol.encode_worker_reply(job_id, outcome.status, outcome.body,
-                                                changes=outcome.changes))
+        self._send(protocol.encode_worker_reply(job_id, outcome.status, outcome.body, changes=outcome.changes))
+
+    def _job_done(self, tag: tuple) -> None:
+        self._in_flight.discard(tag)
+        if not self._in_flight and self._idle is not None:
+            self._idle.set()
 
     def _start_admin(self, admin: protocol.Admin) -> None:
+        tag = ("admin", self._generation, admin.job_id)
+        self._in_flight.add(tag)
+
         async def run() -> None:
-            generation = self._generation
-            ok, result = await self._loop.run_in_executor(None, run_admin, self.router, admin.op)
-            if generation == self._generation:
+            try:
+                ok, result = await self._loop.run_in_executor(None, run_admin, self.router, admin.op)
+            finally:
+                self._job_done(tag)
+            if tag[1] == self._generation:
                 self._send(protocol.encode_admin_reply(admin.job_id, STATUS_OK if ok else STATUS_ERROR,
                                                        result))
         task = self._loop.create_task(run())
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._admin_tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._admin_tasks.discard)
 
     # ------------------------------------------------------------------ heartbeats and shutdown
 
@@ -318,14 +329,14 @@ class Worker:
         if self._reconnect_handle is not None:
             self._reconnect_handle.cancel()
             self._reconnect_handle = None
-        pending = set(self._in_flight)
-        if pending:
-            log.info("stopping: finishing %d in-flight request(s) (up to %.1fs)", len(pending),
+        if self._in_flight:
+            log.info("stopping: finishing %d in-flight request(s) (up to %.1fs)", len(self._in_flight),
                      self.config.shutdown_timeout_s)
-            _, late = await asyncio.wait(pending, timeout=self.config.shutdown_timeout_s)
-            if late:
-                log.warning("stopping: %d request(s) did not finish in time and are abandoned", len(late))
-                for task in late:
-                    task.cancel()
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), self.config.shutdown_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("stopping: %d request(s) did not finish in time and are abandoned",
+                            len(self._in_flight))
         self._send(protocol.encode_disconnect())
         log.info("said goodbye to the broker")

@@ -15,10 +15,13 @@ views run on the worker's event loop. Every outcome becomes an :class:`Outcome`
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
+import queue
+import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from fluxon.errors import (BadRequest, FluxonError, InternalError, ViewError, encode_error)
@@ -43,20 +46,59 @@ class Outcome(NamedTuple):
 
 
 class ViewRunner:
-    """Executes requests against a :class:`~fluxon.routing.Router`."""
+    """Executes requests against a :class:`~fluxon.routing.Router`.
+
+    ``def`` views run on ``concurrency`` threads fed by one queue; their outcomes
+    come back to the event loop in batches (one wake-up for all the outcomes that
+    finished meanwhile), which costs far less per request than an executor future
+    and a task each.
+    """
 
     def __init__(self, router: Router, *, concurrency: int = 16, debug: bool = False, db: Any = None) -> None:
         self.router = router
         self.debug = debug or router.debug
         self.db = db
-        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="fluxon-view")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: collections.deque = collections.deque()
+        self._wake_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._threads = [threading.Thread(target=self._thread_main, name=f"fluxon-view-{i}", daemon=True)
+                         for i in range(max(1, concurrency))]
+        for thread in self._threads:
+            thread.start()
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the thread pool (after the running views when ``wait``)."""
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        """Stop the view threads (after the views that are running, when ``wait``)."""
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def submit(self, route_name: str, context: bytes, payload: bytes,
+               callback: Callable[[Outcome], None]) -> None:
+        """Start one request; ``callback(outcome)`` runs later on the event loop. Never raises."""
+        self._loop = loop = asyncio.get_running_loop()
+        prepared = self._prepare(route_name, context, payload)
+        if isinstance(prepared, Outcome):
+            loop.call_soon(callback, prepared)
+            return
+        route, request, debug = prepared
+        if route.is_async:
+            task = loop.create_task(_run_async(route, request, debug, callback))
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._queue.put((route, request, debug, callback))
 
     async def run(self, route_name: str, context: bytes, payload: bytes) -> Outcome:
-        """Run one request to completion; never raises (except for cancellation)."""
+        """Run one request to completion and return its outcome."""
+        future = asyncio.get_running_loop().create_future()
+        self.submit(route_name, context, payload, future.set_result)
+        return await future
+
+    def _prepare(self, route_name: str, context: bytes, payload: bytes) -> Outcome | tuple[Route, Request, bool]:
         debug = self.debug
         try:
             ctx = _parse_context(context)
@@ -70,16 +112,44 @@ class ViewRunner:
             return _error(exc, debug)
         except Exception as exc:  # a bug on our side, not the caller's
             return _internal(exc, route_name, debug)
-        if route.is_async:
+        return route, request, debug
+
+    def _thread_main(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            route, request, debug, callback = item
+            self._done.append((callback, _call_sync(route, request, debug)))
+            if not self._wake_pending:
+                self._wake_pending = True
+                try:
+                    self._loop.call_soon_threadsafe(self._flush)
+                except RuntimeError:  # the loop closed meanwhile: nobody waits for the outcome
+                    self._wake_pending = False
+
+    def _flush(self) -> None:
+        """On the loop: hand every finished outcome to its callback."""
+        self._wake_pending = False  # first: an outcome appended from now on schedules another flush
+        done = self._done
+        while done:
+            callback, outcome = done.popleft()
             try:
-                result = await route.view(request)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # the view's own failure, SystemExit included
-                return _view_failure(exc, route, debug)
-            return _finish(result, request, route, debug)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _call_sync, route, request, debug)
+                callback(outcome)
+            except Exception:
+                log.exception("delivering a view's outcome failed")
+
+
+async def _run_async(route: Route, request: Request, debug: bool, callback: Callable[[Outcome], None]) -> None:
+    try:
+        result = await route.view(request)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # the view's own failure, SystemExit included
+        outcome = _view_failure(exc, route, debug)
+    else:
+        outcome = _finish(result, request, route, debug)
+    callback(outcome)
 
 
 def _parse_context(context: bytes) -> dict[str, Any]:
@@ -106,7 +176,7 @@ def _decode_payload(payload: bytes, *, trusted: bool) -> Any:
 
 
 def _call_sync(route: Route, request: Request, debug: bool) -> Outcome:
-    """Runs in a pool thread: call the view and pickle its result there, off the event loop."""
+    """Runs in a view thread: call the view and pickle its result there, off the event loop."""
     try:
         result = route.view(request)
     except BaseException as exc:  # noqa: BLE001 - the view's own failure, SystemExit included
