@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fluxon.database import models as m
 from fluxon.database.manipulation import SqliteDatabase, where
-from fluxon.database.models import Row, _rebuild_row
+from fluxon.database.related import Row, rebuild_row
 from fluxon.errors import (
     ConfigurationError, DatabaseError, DoesNotExist, IntegrityError, MultipleObjectsReturned,
     ValidationError,
@@ -87,7 +87,7 @@ def test_rows_pickle_and_fall_back_to_plain_rows(db):
     rows = Member.check(Member.score == 3)
     again = pickle.loads(pickle.dumps(rows))
     assert [type(r) for r in again] == [Member, Member] and again[0].to_dict() == rows[0].to_dict()
-    orphan = _rebuild_row("no_such_module_here", "Member", {"username": "x"})
+    orphan = rebuild_row("no_such_module_here", "Member", {"username": "x"})
     assert isinstance(orphan, Row) and orphan.username == "x" and orphan.to_dict() == {"username": "x"}
     assert pickle.loads(pickle.dumps(orphan)) == {"username": "x"}
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from fluxon.database.expressions import Context, _Column, quote
 from fluxon.database.passwords import hash_password, is_password_hash
+from fluxon.database.related import ManyToManyManager
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = [
@@ -569,7 +570,6 @@ class ManyToManyField:
     def __get__(self, instance: Any, owner: type) -> Any:
         if instance is None:
             return self
-        from fluxon.database.models import ManyToManyManager
         return ManyToManyManager(instance, self)
 
     def __repr__(self) -> str:

@@ -10,7 +10,6 @@ holds the row, so they are cheap to build and picklable.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
 import sys
@@ -25,6 +24,7 @@ from fluxon.database.fields import (
     OneToOneField, PasswordField, PositiveIntegerField, TextField, TimeField, UUIDField,
 )
 from fluxon.database.passwords import hash_password, verify_password
+from fluxon.database.related import ManyToManyManager, Row, bound_database, rebuild_row
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = [
@@ -283,15 +283,6 @@ def _auto_through(model: type, field: ManyToManyField, target: type) -> type:
     return through
 
 
-def _database(model: type) -> Any:
-    db = model._meta.database
-    if db is None:
-        raise ConfigurationError(
-            f"{model.__name__} is not bound to a database: create SqliteDatabase(path, "
-            f"models=[{model.__name__}, ...]) first (the worker does this for the Router's models)")
-    return db
-
-
 class Model(metaclass=ModelBase):
     """Base class of every model. Subclass it and declare fields as class attributes."""
 
@@ -332,18 +323,18 @@ class Model(metaclass=ModelBase):
         return hash((type(self), self.pk))
 
     def __reduce__(self):
-        return (_rebuild_row, (type(self).__module__, type(self).__qualname__,
+        return (rebuild_row, (type(self).__module__, type(self).__qualname__,
                                self.to_dict()))
 
     def save(self) -> Any:
         """Insert the row (no primary key yet, or none in the table) or update it; returns pk."""
-        db = _database(type(self))
+        db = bound_database(type(self))
         return db._save(self)
 
     def delete_instance(self) -> int:
         """Delete this row; foreign keys' on_delete rules apply."""
         meta = self._meta
-        return _database(type(self)).delete(type(self), meta.pk == self.pk)
+        return bound_database(type(self)).delete(type(self), meta.pk == self.pk)
 
     def refresh(self) -> "Model":
         """Reload the row from the database into this instance."""
@@ -360,7 +351,7 @@ class Model(metaclass=ModelBase):
         if value is None:
             return None
         target = field.rel_model
-        return _database(type(self)).get(target, field.rel_field == value)
+        return bound_database(type(self)).get(target, field.rel_field == value)
 
     def related(self, model: type["Model"], field: str | None = None) -> list["Model"]:
         """Rows of ``model`` whose ForeignKey points at this row (the reverse of follow)."""
@@ -371,18 +362,18 @@ class Model(metaclass=ModelBase):
                                      f"{type(self).__name__}; name one with field=")
         fk = fks[0]
         value = self.__dict__.get(fk.rel_field.name)
-        return _database(type(self)).check(model, fk == value)
+        return bound_database(type(self)).check(model, fk == value)
 
     # -- class-level API (runs on the bound database) ------------------------------------
     @classmethod
     def insert(cls, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
         """Insert one row from a dict (keys: fields or field names); returns its primary key."""
-        return _database(cls)._insert(cls, data if data is not None else values)
+        return bound_database(cls)._insert(cls, data if data is not None else values)
 
     @classmethod
     def insert_many(cls, rows: Iterable[Mapping[Any, Any]]) -> int:
         """Insert many rows in one transaction; returns how many."""
-        return _database(cls).insert_many(cls, rows)
+        return bound_database(cls).insert_many(cls, rows)
 
     bulk_insert = insert_many
 
@@ -396,35 +387,35 @@ class Model(metaclass=ModelBase):
     @classmethod
     def update(cls, data: Mapping[Any, Any], where: Any = None, *, all: bool = False) -> int:
         """Update matching rows; returns how many changed. No where needs ``all=True``."""
-        return _database(cls).update(cls, data, where, all=all)
+        return bound_database(cls).update(cls, data, where, all=all)
 
     @classmethod
     def delete(cls, *args: Any, all: bool = False) -> int:
         """Delete matching rows; returns how many. No where needs ``all=True``."""
-        return _database(cls).delete(cls, *args, all=all)
+        return bound_database(cls).delete(cls, *args, all=all)
 
     @classmethod
     def check(cls, where: Any = None, fetch: int | None = None, **options: Any) -> list[Any]:
         """Rows matching ``where`` (all of them, or the first ``fetch``), as a list."""
-        return _database(cls).check(cls, where, fetch, **options)
+        return bound_database(cls).check(cls, where, fetch, **options)
 
     @classmethod
     def select(cls, *columns: Any) -> Any:
         """A chainable query: ``User.select().where(...).order_by(...).limit(n)``."""
-        return _database(cls).select(cls, *columns)
+        return bound_database(cls).select(cls, *columns)
 
     @classmethod
     def get(cls, where: Any = None, **equal: Any) -> "Model":
         """Exactly one row, or DoesNotExist / MultipleObjectsReturned."""
-        return _database(cls).get(cls, where, **equal)
+        return bound_database(cls).get(cls, where, **equal)
 
     @classmethod
     def count(cls, where: Any = None) -> int:
-        return _database(cls).count(cls, where)
+        return bound_database(cls).count(cls, where)
 
     @classmethod
     def exists(cls, where: Any = None) -> bool:
-        return _database(cls).exists(cls, where)
+        return bound_database(cls).exists(cls, where)
 
 
 class AuthorizedUser(Model):
@@ -443,108 +434,6 @@ class AuthorizedUser(Model):
     def check_password(self, raw_password: str) -> bool:
         """True when ``raw_password`` matches the stored hash (constant-time comparison)."""
         return verify_password(raw_password, self.__dict__.get("password"))
-
-
-class Row(dict):
-    """A row whose model class cannot be imported where it was unpickled (e.g. on a client).
-
-    A dict that also allows attribute access, plus ``to_dict()`` and ``model_name``.
-    """
-
-    model_name = ""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self)
-
-    def __reduce__(self):
-        return (_make_row, (self.model_name, dict(self)))
-
-
-def _make_row(model_name: str, data: dict) -> Row:
-    row = Row(data)
-    row.model_name = model_name
-    return row
-
-
-def _rebuild_row(module: str, qualname: str, data: dict) -> Any:
-    """Unpickle a model instance; fall back to :class:`Row` where the model is unknown."""
-    try:
-        cls: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError):
-        return _make_row(qualname, data)
-    if not (isinstance(cls, type) and issubclass(cls, Model)):
-        return _make_row(qualname, data)
-    obj = cls.__new__(cls)
-    obj.__dict__.update(data)
-    return obj
-
-
-class ManyToManyManager:
-    """``student.courses``: add, remove, clear, set and list the linked rows."""
-
-    def __init__(self, instance: Model, field: ManyToManyField) -> None:
-        if field.through_model is None:
-            raise ConfigurationError(f"{field!r} refers to a model that is not defined")
-        self.instance = instance
-        self.field = field
-
-    def _db(self) -> Any:
-        return _database(type(self.instance))
-
-    def _key(self, obj: Any) -> Any:
-        target = self.field.rel_model
-        return obj.pk if isinstance(obj, target) else obj  # type: ignore[arg-type]
-
-    def add(self, *objects: Any, **extra: Any) -> int:
-        """Link ``objects`` (instances or primary keys); ``extra`` fills through-model fields."""
-        field, own = self.field, self.instance.pk
-        rows = [{field.source_fk: own, field.target_fk: self._key(o), **extra} for o in objects]
-        return self._db().insert_many(field.through_model, rows)
-
-    def remove(self, *objects: Any) -> int:
-        """Unlink ``objects``; returns how many links were removed."""
-        field = self.field
-        keys = [self._key(o) for o in objects]
-        return self._db().delete(field.through_model,
-                                 (field.source_fk == self.instance.pk) & field.target_fk.in_(keys))
-
-    def clear(self) -> int:
-        field = self.field
-        return self._db().delete(field.through_model, field.source_fk == self.instance.pk)
-
-    def set(self, objects: Iterable[Any]) -> None:
-        """Replace the links with exactly ``objects``, in one transaction."""
-        with self._db().atomic():
-            self.clear()
-            self.add(*objects)
-
-    def all(self, where: Any = None) -> list[Model]:
-        """The linked rows of the target model (optionally filtered)."""
-        field = self.field
-        target = field.rel_model
-        query = self._db().select(target).join(field.through_model, on=(
-            field.target_fk == field.rel_model._meta.pk)).where(  # type: ignore[union-attr]
-            field.source_fk == self.instance.pk)
-        if where is not None:
-            query = query.where(where)
-        return query.all()
-
-    list = all
-
-    def __iter__(self):
-        return iter(self.all())
-
-    def __len__(self) -> int:
-        field = self.field
-        return self._db().count(field.through_model, field.source_fk == self.instance.pk)
 
 
 def collect_models(obj: Any) -> list[type[Model]]:
