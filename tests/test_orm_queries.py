@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fluxon.database import models as m
 from fluxon.database.manipulation import SqliteDatabase, where
-from fluxon.database.related import Row, rebuild_row
+from fluxon.database.rows import Row, rebuild_row
 from fluxon.errors import (
     ConfigurationError, DatabaseError, DoesNotExist, IntegrityError, MultipleObjectsReturned,
     ValidationError,

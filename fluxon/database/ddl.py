@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from fluxon.database.expressions import quote
-from fluxon.database.fields import PROTECT, RESTRICT, AutoField, Field, ForeignKey, _NO_DEFAULT
+from fluxon.database.fields import NO_DEFAULT, AutoField, Field
+from fluxon.database.relations import PROTECT, RESTRICT, ForeignKey
 from fluxon.database.models import Model, collect_models
 from fluxon.errors import ConfigurationError
 
@@ -37,7 +38,7 @@ def sql_literal(value: Any) -> str:
 
 def _default_clause(field: Field) -> str:
     default = field.default
-    if default is _NO_DEFAULT or callable(default) or field.auto_now or field.auto_now_add:
+    if default is NO_DEFAULT or callable(default) or field.auto_now or field.auto_now_add:
         return ""
     return " DEFAULT " + sql_literal(field.db_value(default))
 

@@ -18,27 +18,16 @@ from typing import Any
 
 from fluxon.database.expressions import Context, _Column, quote
 from fluxon.database.passwords import hash_password, is_password_hash
-from fluxon.database.related import ManyToManyManager
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = [
     "Field", "AutoField", "CharField", "TextField", "IntegerField", "BigIntegerField",
     "PositiveIntegerField", "FloatField", "DecimalField", "BooleanField", "DateField",
     "TimeField", "DateTimeField", "BinaryField", "JSONField", "UUIDField", "PasswordField",
-    "ForeignKey", "OneToOneField", "ManyToManyField",
-    "CASCADE", "PROTECT", "SET_NULL", "SET_DEFAULT", "RESTRICT", "NO_ACTION",
 ]
 
-CASCADE = "CASCADE"
-PROTECT = "PROTECT"          # SQLite spelling: RESTRICT (checked at once, even inside a transaction)
-SET_NULL = "SET NULL"
-SET_DEFAULT = "SET DEFAULT"
-RESTRICT = "RESTRICT"
-NO_ACTION = "NO ACTION"
-_ON_DELETE = {CASCADE, PROTECT, SET_NULL, SET_DEFAULT, RESTRICT, NO_ACTION}
-
-_counter = itertools.count()
-_NO_DEFAULT = object()
+field_counter = itertools.count()
+NO_DEFAULT = object()
 
 
 class Field(_Column):
@@ -49,7 +38,7 @@ class Field(_Column):
     is_relation = False
 
     def __init__(self, *, primary_key: bool = False, unique: bool = False, null: bool = False,
-                 default: Any = _NO_DEFAULT, index: bool = False, choices: Any = None,
+                 default: Any = NO_DEFAULT, index: bool = False, choices: Any = None,
                  column_name: str | None = None, renamed_from: str | None = None,
                  help_text: str = "") -> None:
         self.primary_key = primary_key
@@ -66,7 +55,7 @@ class Field(_Column):
         self.name: str = ""
         self.column: str = ""
         self.model: type | None = None
-        self._order = next(_counter)
+        self._order = next(field_counter)
 
     # -- wiring -------------------------------------------------------------------------
     def bind(self, model: type, name: str) -> None:
@@ -99,14 +88,14 @@ class Field(_Column):
     # -- defaults ------------------------------------------------------------------------
     @property
     def has_default(self) -> bool:
-        return self.default is not _NO_DEFAULT or self.auto_now or self.auto_now_add
+        return self.default is not NO_DEFAULT or self.auto_now or self.auto_now_add
 
     def get_default(self) -> Any:
         """The default value (calling it when it is callable), or None."""
         if self.auto_now or self.auto_now_add:
             return self._now()
         default = self.default
-        if default is _NO_DEFAULT:
+        if default is NO_DEFAULT:
             return None
         return default() if callable(default) else default
 
@@ -466,112 +455,3 @@ class UUIDField(Field):
 
     def python_value(self, value: Any) -> Any:  # type: ignore[override]
         return None if value is None else uuid.UUID(value)
-
-
-class ForeignKey(Field):
-    """A reference to another model's primary key; ``on_delete`` is enforced by SQLite.
-
-    ``to_table`` is a model class, a model's name (forward reference) or ``"self"``.
-    The column is ``<name>_id``; the attribute holds the referenced primary key value.
-    """
-
-    is_relation = True
-
-    def __init__(self, to_table: Any, on_delete: str = CASCADE, *, related_name: str | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        on_delete = on_delete.upper().replace("_", " ") if isinstance(on_delete, str) else on_delete
-        if on_delete not in _ON_DELETE:
-            raise ConfigurationError(f"on_delete must be one of CASCADE, PROTECT, SET_NULL, "
-                                     f"SET_DEFAULT, RESTRICT, NO_ACTION, not {on_delete!r}")
-        if on_delete == SET_NULL and not self.null:
-            raise ConfigurationError("on_delete=SET_NULL needs null=True on the ForeignKey")
-        if on_delete == SET_DEFAULT and self.default is _NO_DEFAULT:
-            raise ConfigurationError("on_delete=SET_DEFAULT needs a default on the ForeignKey")
-        self.to_table = to_table
-        self.on_delete = on_delete
-        self.related_name = related_name
-        self.rel_model: type | None = None
-        self.index = self.index or not (self.unique or self.primary_key)
-
-    def bind(self, model: type, name: str) -> None:
-        super().bind(model, name)
-        self.column = self.column_name or f"{name}_id"
-
-    @property
-    def rel_field(self) -> Field:
-        if self.rel_model is None:
-            raise ConfigurationError(f"{self!r} refers to {self.to_table!r}, which is not defined")
-        return self.rel_model._meta.pk
-
-    @property
-    def sql_type(self) -> str:  # type: ignore[override]
-        rel = self.rel_field
-        return "INTEGER" if isinstance(rel, (AutoField, IntegerField)) else rel.sql_type
-
-    @property
-    def python_value(self):  # type: ignore[override]
-        return self.rel_field.python_value
-
-    def to_storage(self, value: Any) -> Any:
-        meta = getattr(value, "_meta", None)
-        if meta is not None:
-            if self.rel_model is not None and not isinstance(value, self.rel_model):
-                raise self.fail(value, f"expects a {self.rel_model.__name__} or its key")
-            value = getattr(value, meta.pk.name)
-            if value is None:
-                raise self.fail(value, "refers to an object that is not saved yet")
-        return self.rel_field.to_storage(value)
-
-    def _lenient(self, value: Any) -> Any:
-        return self.to_storage(value)
-
-
-class OneToOneField(ForeignKey):
-    """A unique foreign key (often the primary key, extending another model)."""
-
-    def __init__(self, to_table: Any, on_delete: str = CASCADE, **kwargs: Any) -> None:
-        kwargs.setdefault("unique", not kwargs.get("primary_key", False))
-        super().__init__(to_table, on_delete, **kwargs)
-
-
-class ManyToManyField:
-    """Links between two models, through a named model or an automatic join table.
-
-    Not a column: the links live in the join table. On an instance the attribute is a
-    manager with ``add``, ``remove``, ``clear``, ``set`` and ``all``.
-    """
-
-    is_relation = True
-
-    def __init__(self, to_table: Any, through: Any = None, *, related_name: str | None = None) -> None:
-        self.to_table = to_table
-        self.through = through
-        self.related_name = related_name
-        self.rel_model: type | None = None
-        self.through_model: type | None = None
-        self.name = ""
-        self.model: type | None = None
-        self._order = next(_counter)
-        self.source_fk: ForeignKey | None = None
-        self.target_fk: ForeignKey | None = None
-
-    def bind(self, model: type, name: str) -> None:
-        self.model = model
-        self.name = name
-
-    def clone(self) -> "ManyToManyField":
-        copy = object.__new__(ManyToManyField)
-        copy.__dict__.update(self.__dict__)
-        copy.model = None
-        copy.through_model = None if not isinstance(self.through, type) else self.through
-        return copy
-
-    def __get__(self, instance: Any, owner: type) -> Any:
-        if instance is None:
-            return self
-        return ManyToManyManager(instance, self)
-
-    def __repr__(self) -> str:
-        owner = self.model.__name__ if self.model else "?"
-        return f"<ManyToManyField {owner}.{self.name}>"

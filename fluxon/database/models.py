@@ -18,13 +18,15 @@ from types import ModuleType
 from typing import Any
 
 from fluxon.database.fields import (
-    CASCADE, NO_ACTION, PROTECT, RESTRICT, SET_DEFAULT, SET_NULL,
     AutoField, BigIntegerField, BinaryField, BooleanField, CharField, DateField, DateTimeField,
-    DecimalField, Field, FloatField, ForeignKey, IntegerField, JSONField, ManyToManyField,
-    OneToOneField, PasswordField, PositiveIntegerField, TextField, TimeField, UUIDField,
+    DecimalField, Field, FloatField, IntegerField, JSONField, PasswordField, PositiveIntegerField, TextField, TimeField, UUIDField,
 )
 from fluxon.database.passwords import hash_password, verify_password
-from fluxon.database.related import ManyToManyManager, Row, bound_database, rebuild_row
+from fluxon.database.relations import (
+    CASCADE, NO_ACTION, PROTECT, RESTRICT, SET_DEFAULT, SET_NULL, ForeignKey, ManyToManyField,
+    ManyToManyManager, OneToOneField, bound_database,
+)
+from fluxon.database.rows import Row, rebuild_row
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = [

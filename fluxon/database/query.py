@@ -13,7 +13,8 @@ from typing import Any
 from fluxon.database.expressions import (
     Context, Node, Ordering, Where, quote,
 )
-from fluxon.database.fields import AutoField, Field, ForeignKey
+from fluxon.database.fields import AutoField, Field
+from fluxon.database.relations import ForeignKey
 from fluxon.errors import (
     ConfigurationError, DoesNotExist, MultipleObjectsReturned, ValidationError,
 )
