@@ -339,3 +339,18 @@ def _call(client: ConnectionHandler, route: str):
         return client.send_request(route, timeout=1.0)
     except Exception:
         return None
+
+
+def test_private_key_never_appears_in_logs_or_argv(cluster, procs) -> None:
+    cluster.assert_serving()
+    for proc in (cluster.broker, cluster.worker):
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert cluster.private_key not in cmdline and cluster.private_key not in cluster.procs.log(proc)
+        for pair in (cluster.keys.broker, cluster.keys.worker, cluster.keys.admin):
+            assert pair.secret.decode() not in cluster.procs.log(proc)
+    bad_key = "this-is-not-a-key-but-secret"
+    broker = procs.start(fluxon_argv("broker", "--bind", f"tcp://127.0.0.1:{free_port()}", "--control", "none"),
+                         env={"FLUXON_PRIVATE_KEY": bad_key}, cwd=REPO_ROOT, name="bad-key-broker")
+    assert broker.wait(30) != 0
+    output = procs.log(broker)
+    assert "malformed" in output and bad_key not in output

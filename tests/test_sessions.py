@@ -11,6 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fluxon.broker.sessions import Session, SessionStore
 from fluxon.errors import BadRequest, ConfigurationError, InvalidSession
@@ -306,3 +308,24 @@ def test_repeated_refusals_are_logged_once_per_interval(store, caplog) -> None:
             with pytest.raises(InvalidSession):
                 store.resolve(KEY_B, session.token)
     assert len([r for r in caplog.records if "refused session token" in r.getMessage()]) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_mutation_of_a_token_is_refused(data) -> None:
+    store = SessionStore(None, HMAC_KEY)
+    session = store.resolve(KEY_A, b"")
+    token = bytearray(session.token)
+    position = data.draw(st.integers(0, len(token) - 1))
+    action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
+    byte = data.draw(st.integers(0, 255))
+    if action == "replace":
+        token[position] = byte
+    elif action == "delete":
+        del token[position]
+    else:
+        token.insert(position, byte)
+    if bytes(token) == session.token:
+        return
+    with pytest.raises(InvalidSession):
+        store.resolve(KEY_A, bytes(token))
