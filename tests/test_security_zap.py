@@ -254,3 +254,21 @@ def test_missing_directory_and_bad_settings_are_configuration_errors(tmp_path, d
             auth.stop()
     finally:
         ctx.destroy(linger=0)
+
+
+def test_a_failing_rule_refuses_the_connection_and_the_handler_survives(listed_broker, client_context,
+                                                                        allow_dir, monkeypatch,
+                                                                        caplog) -> None:
+    client = generate_client_keypair()
+    (allow_dir / "client.pub").write_text(client.public_text)
+
+    def broken(self, key):
+        raise OSError("disk on fire")
+
+    with monkeypatch.context() as patch, caplog.at_level(logging.ERROR, logger="fluxon.security"):
+        patch.setattr(KeyDirectory, "__contains__", broken)
+        assert roundtrip(listed_broker, FRONTEND_DOMAIN, client_context, client,
+                         wait_ms=REFUSED_WAIT_MS) is None
+        wait_for(lambda: "ZAP handler failed" in caplog.text, 5, message="the failure log line")
+    assert listed_broker.auth.is_alive()
+    assert roundtrip(listed_broker, FRONTEND_DOMAIN, client_context, client) == client.public_text
