@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import sqlite3
 import threading
@@ -231,3 +232,25 @@ def test_any_text_is_only_ever_a_value(db, text):
         assert Member.get(id=pk).username == "h:" + text
         Member.delete(Member.id == pk)
     assert Member.count() == 10
+
+
+def _insert_in_child(name, parent_connection_id):
+    if id(Member._meta.database.connection()) == parent_connection_id:
+        raise SystemExit(3)  # the parent's connection crossed fork()
+    Member.insert(username=name)
+
+
+def test_a_forked_child_opens_its_own_connection(db):
+    parent_conn = db.connection()
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_insert_in_child, args=("from-child", id(parent_conn)))
+    child.start()
+    try:
+        child.join(20)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(5)
+    assert db.connection() is parent_conn
+    assert Member.exists(Member.username == "from-child")

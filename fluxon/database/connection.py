@@ -37,13 +37,17 @@ def translate_error(exc: sqlite3.Error) -> DatabaseError:
     return DatabaseError(str(exc), details=details)
 
 
+class _Connection(sqlite3.Connection):
+    """A plain sqlite3 connection that can be weakly referenced (by its manager)."""
+
+
 def open_connection(path: str, *, timeout_s: float = 30.0, synchronous: str = "NORMAL") -> sqlite3.Connection:
     """A new connection with Fluxon's pragmas (WAL, foreign keys, busy timeout)."""
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
     try:
         conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None,
-                               cached_statements=512)
+                               cached_statements=512, factory=_Connection)
         conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         if path != ":memory:" and not path.startswith("file::memory:"):
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -69,7 +73,8 @@ class ConnectionManager:
         self.timeout_s = timeout_s
         self.synchronous = synchronous
         self._state = _ThreadState()
-        self._all: list[sqlite3.Connection] = []
+        # Weak: a thread that ends takes its connection with it (closed when collected).
+        self._all: "weakref.WeakSet[sqlite3.Connection]" = weakref.WeakSet()
         self._lock = threading.Lock()
         _MANAGERS.add(self)
 
@@ -80,7 +85,7 @@ class ConnectionManager:
             conn = open_connection(self.path, timeout_s=self.timeout_s, synchronous=self.synchronous)
             self._state.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._all.add(conn)
         return conn
 
     @property
@@ -94,14 +99,13 @@ class ConnectionManager:
             self._state.conn = None
             self._state.depth = 0
             with self._lock:
-                if conn in self._all:
-                    self._all.remove(conn)
+                self._all.discard(conn)
             conn.close()
 
     def close_all(self) -> None:
         """Close every thread's connection (call when no other thread uses the database)."""
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all = list(self._all), weakref.WeakSet()
         for conn in conns:
             try:
                 conn.close()
@@ -112,7 +116,7 @@ class ConnectionManager:
     def _after_fork(self) -> None:
         # A connection must not cross fork(); the child starts afresh.
         _INHERITED.extend(self._all)
-        self._all = []
+        self._all = weakref.WeakSet()
         self._state = _ThreadState()
         self._lock = threading.Lock()
 
