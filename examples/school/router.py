@@ -36,6 +36,7 @@ def _private_key():
 SERVER_SECURITY_KEY = _private_key()
 DATABASE_SCHEMA_DIR = os.environ.get("SCHOOL_SCHEMA_DIR") or str(DATA_DIR / "schema")
 DATABASE_PATH = os.environ.get("SCHOOL_DATABASE_PATH") or str(DATA_DIR / "school.sqlite3")
+Path(DATABASE_PATH).parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
 
 router = Router(
     # routing setup
