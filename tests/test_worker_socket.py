@@ -119,6 +119,7 @@ def test_oversized_message_does_not_crash_the_worker(procs, broker):
     # The worker's MAXMSGSIZE drops the connection; its DEALER reconnects and it keeps serving.
     reply = wait_for(lambda: _try_call(broker, 8), 10, message="the worker serving again")
     assert loads_trusted(reply.body) == "ok" and proc.poll() is None
+    assert "max_message_bytes=100000" in procs.log(proc)
 
 
 def _try_call(broker: FakeBroker, job_id: int):

@@ -110,6 +110,7 @@ class Worker:
         self._db = db
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: ViewRunner | None = None
         self._generation = 0            # bumps on every reconnect; replies of older ones are dropped
@@ -185,8 +186,11 @@ class Worker:
         sock.setsockopt(zmq.RCVHWM, 10_000)
         if self.config.keys is not None:
             configure_curve_client(sock, self.config.keys.broker.public, self.config.keys.worker)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._loop.add_reader(self._monitor.getsockopt(zmq.FD), self._drain_monitor)
         sock.connect(self.config.connect)
         self._sock = sock
+        self._drain_monitor()  # arms the edge-triggered FD: it fires only after a first read
         self._heard_since_connect = False
         self._last_recv = time.monotonic()
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
@@ -199,10 +203,25 @@ class Worker:
             return
         try:
             self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
+            self._loop.remove_reader(self._monitor.getsockopt(zmq.FD))
+            self._sock.disable_monitor()
         except (zmq.ZMQError, ValueError):
             pass
+        self._monitor.close(linger=0)
         self._sock.close(linger=linger_ms)
-        self._sock = None
+        self._sock = self._monitor = None
+
+    def _drain_monitor(self) -> None:
+        """Log dropped connections: the broker went away, or sent more than max_message_bytes."""
+        while self._monitor is not None:
+            try:
+                self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            self._reconnect(f"connection to the broker dropped (the broker went away, or sent a message "
+                            f"over max_message_bytes={self.config.max_message_bytes})")
 
     def _reconnect(self, reason: str) -> None:
         """Drop the socket and open a fresh one after the current backoff."""
@@ -214,7 +233,7 @@ class Worker:
         log.warning("%s; reconnecting to %s in %.2fs", reason, self.config.connect, delay)
         self._reconnect_handle = self._loop.call_later(delay, self._connect)
 
-    def _send(self, frames: list) -> None:
+    def _send(self, frames: list, *, quiet: bool = False) -> None:
         sock = self._sock
         if sock is None:
             return
@@ -222,7 +241,8 @@ class Worker:
             sock.send_multipart(frames, zmq.NOBLOCK, copy=len(frames) == 1)
             self._last_send = time.monotonic()
         except zmq.Again:
-            log.warning("send queue to the broker is full; message dropped")
+            (log.debug if quiet else log.warning)("no connection to the broker or its queue is full; "
+                                                  "message dropped")
         except zmq.ZMQError as exc:
             log.warning("cannot send to the broker: %s", exc)
         # The FD is edge-triggered: a send may have consumed the readiness edge.
@@ -319,7 +339,7 @@ class Worker:
             await asyncio.sleep(interval)
             if self._sock is None:
                 continue
-            self._send(protocol.encode_heartbeat())
+            self._send(protocol.encode_heartbeat(), quiet=True)
             silent_for = time.monotonic() - self._last_recv
             if silent_for > silence_limit:
                 self._reconnect(f"the broker has been silent for {silent_for:.1f}s")
