@@ -194,8 +194,6 @@ class Broker:
         if self.control is not None:
             poller.register(self.control, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
-        for monitor in self._monitors:
-            poller.register(monitor, zmq.POLLIN)
         interval = self.config.heartbeat_interval_s
         next_tick = time.monotonic() + interval
         next_purge = time.monotonic() + self.config.session_purge_interval_s
@@ -215,15 +213,14 @@ class Broker:
                     self._drain_control()
                 if self._wake in events:
                     self._drain_wake()
-                for monitor, name in self._monitors.items():
-                    if monitor in events:
-                        self._drain_monitor(monitor, name)
                 if self._stop_requested.is_set() and not self._stopping:
                     self._begin_stop()
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + interval
                     self._tick(now)
+                    for monitor, name in self._monitors.items():  # off the poll set: polled once per tick
+                        self._drain_monitor(monitor, name)
                 if self._sessions is not None and now >= next_purge:
                     next_purge = now + self.config.session_purge_interval_s
                     self._sessions.purge()
