@@ -36,6 +36,8 @@ from fluxon.endpoint import run_command  # noqa: E402  (worker: broker + local w
 main.add_command(run_command)
 from fluxon.broker.cli import broker_command  # noqa: E402  (broker)
 main.add_command(broker_command)
+from fluxon.database.schema import schema_cli  # noqa: E402  (schema)
+main.add_command(schema_cli)
 
 
 if __name__ == "__main__":
