@@ -254,3 +254,8 @@ def test_a_forked_child_opens_its_own_connection(db):
             child.join(5)
     assert db.connection() is parent_conn
     assert Member.exists(Member.username == "from-child")
+
+
+def test_a_where_on_a_table_not_in_the_query_is_a_database_error(db):
+    with pytest.raises(DatabaseError, match="no such column"):
+        Member.check(Unbound.name == "x")

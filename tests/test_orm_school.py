@@ -16,7 +16,7 @@ from fluxon.database import models as Models
 from fluxon.database.ddl import schema_statements
 from fluxon.database.manipulation import SqliteDatabase, where
 from fluxon.database.models import collect_models
-from fluxon.errors import IntegrityError
+from fluxon.errors import IntegrityError, ValidationError
 
 
 class User(Models.AuthorizedUser):
@@ -208,3 +208,14 @@ def test_names_resolve_within_the_defining_module():
         assert Student.courses.through_model is Enrollment      # ours are untouched
     finally:
         del sys.modules[module.__name__]
+
+
+def test_instances_stand_for_their_keys(db):
+    uid = User.insert({"username": "k", "password": "x", "email": "k@x"})
+    Teacher.insert({"user": uid, "name": "Kay", "department": "D"})
+    kay = Teacher.get(name="Kay")
+    Course.insert({Course.course_name: "A", Course.course_code: "A1", Course.teacher: kay})
+    assert [c.course_name for c in Course.check(Course.teacher == kay)] == ["A"]
+    assert Course.count(Course.teacher.in_([kay])) == 1
+    with pytest.raises(ValidationError, match="expects a Teacher"):
+        Course.insert({"course_name": "B", "course_code": "B1", "teacher": Course(id=None)})
