@@ -44,7 +44,7 @@ __all__ = [
     "ControlTransport",
     "SocketTransport",
     "Console",
-    "console",
+    "console_group",
     "ctl",
     "run_console",
     "run_console_thread",
@@ -256,127 +256,127 @@ def _duration(seconds: float) -> str:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def console() -> None:
+@click.group("console", context_settings={"help_option_names": ["-h", "--help"]})
+def console_group() -> None:
     """Broker console commands (type `help COMMAND` for one command's options)."""
 
 
-@console.command()
+@console_group.command()
 @json_option
 @pass_console
-def status(session: Console, as_json: bool) -> None:
+def status(console: Console, as_json: bool) -> None:
     """Uptime, workers, queue depth, requests/s, error counts, sessions."""
-    session.show(session.call("status"), _render_status, json_output=as_json)
+    console.show(console.call("status"), _render_status, json_output=as_json)
 
 
-@console.command()
+@console_group.command()
 @json_option
 @pass_console
-def workers(session: Console, as_json: bool) -> None:
+def workers(console: Console, as_json: bool) -> None:
     """Each worker: id, host/pid, credit, in-flight, served, last heartbeat."""
-    session.show(session.call("workers"), _render_rows("workers"), json_output=as_json)
+    console.show(console.call("workers"), _render_rows("workers"), json_output=as_json)
 
 
-@console.group(invoke_without_command=True)
+@console_group.group(invoke_without_command=True)
 @json_option
 @click.pass_context
 def sessions(context: click.Context, as_json: bool) -> None:
     """List the sessions (count, user ids); `sessions kill ID` ends one."""
     if context.invoked_subcommand is None:
-        session = context.find_object(Console)
-        session.show(session.call("sessions"), _render_sessions, json_output=as_json)
+        console = context.find_object(Console)
+        console.show(console.call("sessions"), _render_sessions, json_output=as_json)
 
 
 @sessions.command("kill")
 @click.argument("session_id")
 @pass_console
-def sessions_kill(session: Console, session_id: str) -> None:
+def sessions_kill(console: Console, session_id: str) -> None:
     """End the session SESSION_ID (its client must start a new one)."""
-    answer = session.call("sessions-kill", {"sid": session_id})
+    answer = console.call("sessions-kill", {"sid": session_id})
     killed = answer.get("killed") if isinstance(answer, Mapping) else answer
     if killed is False:
         raise click.ClickException(f"no session {session_id!r}")
-    session.echo(f"session {session_id} killed")
+    console.echo(f"session {session_id} killed")
 
 
-@console.command()
+@console_group.command()
 @json_option
 @pass_console
-def saveschema(session: Console, as_json: bool) -> None:
+def saveschema(console: Console, as_json: bool) -> None:
     """Snapshot the application's models as the next schema_NNNNN.sql (done by a worker)."""
-    session.show(session.call("admin", {"op": "saveschema"}), json_output=as_json)
+    console.show(console.call("admin", {"op": "saveschema"}), json_output=as_json)
 
 
-@console.command()
+@console_group.command()
 @click.argument("number", type=click.IntRange(min=1))
 @click.option("--dry-run", is_flag=True, help="Only show the migration plan.")
 @click.option("--force", is_flag=True, help="Allow steps that lose data (dropped tables or columns).")
 @json_option
 @pass_console
-def updateschema(session: Console, number: int, dry_run: bool, force: bool, as_json: bool) -> None:
+def updateschema(console: Console, number: int, dry_run: bool, force: bool, as_json: bool) -> None:
     """Migrate the database to snapshot NUMBER, keeping its data.
 
     Dispatch pauses, in-flight requests finish, one worker migrates, then dispatch
     resumes; requests that arrive meanwhile wait in the queue.
     """
     args = {"op": "updateschema", "number": number, "dry_run": dry_run, "force": force}
-    session.show(session.call("admin", args), json_output=as_json)
+    console.show(console.call("admin", args), json_output=as_json)
 
 
-@console.command()
+@console_group.command()
 @json_option
 @pass_console
-def schemas(session: Console, as_json: bool) -> None:
+def schemas(console: Console, as_json: bool) -> None:
     """The saved schema snapshots and which one the database is on."""
-    session.show(session.call("admin", {"op": "schemas"}), _render_rows("schemas"),
+    console.show(console.call("admin", {"op": "schemas"}), _render_rows("schemas"),
                  json_output=as_json)
 
 
-@console.command()
+@console_group.command()
 @pass_console
-def drain(session: Console) -> None:
+def drain(console: Console) -> None:
     """Stop dispatching requests to workers (they wait in the queue)."""
-    session.show(session.call("drain"))
+    console.show(console.call("drain"))
 
 
-@console.command()
+@console_group.command()
 @pass_console
-def resume(session: Console) -> None:
+def resume(console: Console) -> None:
     """Dispatch queued and new requests again."""
-    session.show(session.call("resume"))
+    console.show(console.call("resume"))
 
 
-@console.command()
+@console_group.command()
 @click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
 @pass_console
-def debug(session: Console, state: str) -> None:
+def debug(console: Console, state: str) -> None:
     """Debug mode on or off: tracebacks to clients and verbose logs."""
-    session.show(session.call("debug", {"on": state.lower() == "on"}))
+    console.show(console.call("debug", {"on": state.lower() == "on"}))
 
 
-@console.command("log-level")
+@console_group.command("log-level")
 @click.argument("level", type=click.Choice(_LOG_LEVELS, case_sensitive=False))
 @pass_console
-def log_level(session: Console, level: str) -> None:
+def log_level(console: Console, level: str) -> None:
     """Set the broker's fluxon.* log level."""
-    session.show(session.call("log-level", {"level": level.upper()}))
+    console.show(console.call("log-level", {"level": level.upper()}))
 
 
-@console.command()
+@console_group.command()
 @pass_console
-def stop(session: Console) -> None:
+def stop(console: Console) -> None:
     """Stop the broker gracefully: drain, tell workers, persist sessions, exit."""
-    session.show(session.call("stop"))
-    session.stopped = True
+    console.show(console.call("stop"))
+    console.stopped = True
 
 
-@console.command("help")
+@console_group.command("help")
 @click.argument("command", required=False)
 @click.pass_context
 def help_command(context: click.Context, command: str | None) -> None:
     """Show the commands, or one command's options."""
     parent = context.parent or context
-    group = parent.command if isinstance(parent.command, click.Group) else console
+    group = parent.command if isinstance(parent.command, click.Group) else console_group
     echo = context.find_object(Console).echo if context.find_object(Console) else click.echo
     if command is None:
         formatter = parent.make_formatter()
@@ -393,7 +393,7 @@ def help_command(context: click.Context, command: str | None) -> None:
 
 # --------------------------------------------------------------------------- fluxon ctl
 
-@click.group("ctl", commands=console.commands, invoke_without_command=True,
+@click.group("ctl", commands=console_group.commands, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--control", "endpoint", default=DEFAULT_CONTROL_ENDPOINT, show_default=True,
               envvar="FLUXON_CONTROL", help="The broker's control endpoint.")
@@ -442,7 +442,7 @@ def _load_admin_keys(key_file: str | None) -> Any:
 
 # --------------------------------------------------------------------------- interactive console
 
-def execute_line(session: Console, line: str) -> bool:
+def execute_line(console: Console, line: str) -> bool:
     """Run one console line; print any error. Returns False once the broker was told to stop.
 
     The line is split with :mod:`shlex` and handed to the click group: nothing is ever
@@ -451,22 +451,22 @@ def execute_line(session: Console, line: str) -> bool:
     try:
         argv = shlex.split(line)
     except ValueError as exc:
-        session.echo(f"Error: {exc}")
+        console.echo(f"Error: {exc}")
         return True
     if not argv:
         return True
     try:
-        console.main(argv, prog_name="", standalone_mode=False, obj=session)
+        console_group.main(argv, prog_name="", standalone_mode=False, obj=console)
     except click.exceptions.Exit:
         pass  # --help printed its text
     except click.exceptions.Abort:
-        session.echo("Aborted.")
+        console.echo("Aborted.")
     except click.ClickException as exc:
-        session.echo(_format_click_error(exc))
+        console.echo(_format_click_error(exc))
     except Exception:  # a bug in a command must not take the broker down with it
         logger.exception("console command %r failed", argv[0])
-        session.echo(f"Error: the command {argv[0]!r} failed unexpectedly (see the log)")
-    return not session.stopped
+        console.echo(f"Error: the command {argv[0]!r} failed unexpectedly (see the log)")
+    return not console.stopped
 
 
 def _format_click_error(exc: click.ClickException) -> str:
@@ -492,7 +492,7 @@ def run_console(transport: ControlTransport, *, stdin: TextIO | None = None,
     keeps running. Answers go to standard output.
     """
     stdin = stdin or sys.stdin
-    session = Console(transport)
+    console = Console(transport)
     interactive = _is_terminal(stdin)
     if interactive:
         _setup_readline(history_file)
@@ -508,7 +508,7 @@ def run_console(transport: ControlTransport, *, stdin: TextIO | None = None,
         except KeyboardInterrupt:
             click.echo("\n(type `stop` to stop the broker)")
             continue
-        if not execute_line(session, line):
+        if not execute_line(console, line):
             break
     if interactive:
         _save_history(history_file)
@@ -598,7 +598,7 @@ def _setup_readline(history_file: str | Path | None) -> None:
     except OSError:
         pass  # no history yet
     readline.set_history_length(1000)
-    readline.set_completer(_Completer(console).complete)
+    readline.set_completer(_Completer(console_group).complete)
     readline.set_completer_delims(" \t")
     if "libedit" in (readline.__doc__ or ""):
         readline.parse_and_bind("bind ^I rl_complete")
