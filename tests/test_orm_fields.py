@@ -174,3 +174,6 @@ def test_authorized_user_stores_only_hashes(db):
     user.set_password("new pw")
     user.save()
     assert Account.get(username="ada").check_password("new pw")
+    typed = Account(username="bob", password="typed pw")
+    typed.save()
+    assert is_password_hash(typed.password) and typed.check_password("typed pw")

@@ -21,6 +21,7 @@ from typing import Any
 from fluxon.database.connection import Atomic, ConnectionManager, translate_error
 from fluxon.database.ddl import schema_statements
 from fluxon.database.expressions import Where, where
+from fluxon.database.fields import PasswordField
 from fluxon.database.models import Model, collect_models, model_by_name
 from fluxon.database.query import (
     Select, check_count, delete_statement, insert_plan, rows_from_iterable, update_statement,
@@ -197,6 +198,8 @@ class SqliteDatabase:
         for field in meta.fields:
             if field.auto_now:
                 state[field.name] = field.get_default()
+            elif isinstance(field, PasswordField) and state.get(field.name) is not None:
+                state[field.name] = field.db_value(state[field.name])  # keep the hash, not the text
         pk_name = meta.pk.name
         data = {f.name: state[f.name] for f in meta.fields if f.name in state}
         pk = data.get(pk_name)
