@@ -43,7 +43,7 @@ class AsyncServer:
                  key_file: str | None = None, sessions_path: str | os.PathLike | None = None,
                  heartbeat_interval_s: float = 1.0, heartbeat_liveness: int = 3,
                  shutdown_timeout_s: float = 10.0, insecure_bind_anywhere: bool = False,
-                 debug: bool | None = None) -> None:
+                 debug: bool | None = None, console: bool | None = None) -> None:
         if not isinstance(router, Router):
             raise ConfigurationError("AsyncServer needs router=Router(...) (from fluxon.routing)")
         if workers < 1:
@@ -63,6 +63,7 @@ class AsyncServer:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.insecure_bind_anywhere = insecure_bind_anywhere
         self.debug = router.debug if debug is None else debug
+        self.console = console
 
     def __repr__(self) -> str:
         return (f"<AsyncServer {self.host}:{self.port} secure={self.secure} workers={self.workers} "
@@ -106,6 +107,7 @@ class AsyncServer:
             raise
         thread = threading.Thread(target=_run_broker, args=(broker, supervisor), name="fluxon-broker")
         thread.start()
+        self._maybe_attach_console(broker, keys)
         try:
             supervisor.run()
         finally:
@@ -113,6 +115,19 @@ class AsyncServer:
             thread.join()
         log.info("server stopped")
         return 0
+
+
+    def _maybe_attach_console(self, broker: Any, keys: DeploymentKeys | None) -> None:
+        """The seed's interactive console (`help`, `status`, `saveschema`, `stop`...) on a terminal."""
+        from fluxon.console import attach_console, stdin_is_interactive
+
+        wanted = stdin_is_interactive() if self.console is None else self.console
+        if not wanted:
+            return
+        if broker.control_endpoint is None:
+            log.warning("no console: the control socket is disabled")
+            return
+        attach_console(broker.control_endpoint, keys)
 
 
 def _run_broker(broker: Any, supervisor: Supervisor) -> None:
@@ -150,16 +165,19 @@ def run_server(server: AsyncServer) -> int:
 @click.option("--insecure", is_flag=True, help="Plain mode: no CURVE (loopback only).")
 @click.option("--heartbeat-interval-s", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
 @click.option("--debug", is_flag=True, help="Send remote tracebacks to clients.")
+@click.option("--console/--no-console", default=None,
+              help="Interactive console on stdin (default: when stdin is a terminal).")
 def run_command(app: str, workers: int, port: int, backend_port: int | None, control_port: int | None,
                 host: str, concurrency: int, key_file: str | None, insecure: bool,
-                heartbeat_interval_s: float, debug: bool) -> None:
+                heartbeat_interval_s: float, debug: bool, console: bool | None) -> None:
     """Run a broker and WORKERS local workers for APP ("package.module:router") in one command."""
     try:
         router = load_router(app)
         server = AsyncServer(port=port, secure=not insecure, router=router, host=host, workers=workers,
                              backend_port=backend_port, control_port=control_port,
                              concurrency=concurrency, key_file=key_file,
-                             heartbeat_interval_s=heartbeat_interval_s, debug=debug or None)
+                             heartbeat_interval_s=heartbeat_interval_s, debug=debug or None,
+                             console=console)
         code = server.serve()
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from exc

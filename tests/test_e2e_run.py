@@ -64,3 +64,18 @@ def test_run_server_seed_api_with_router_in_main_and_secure_mode(procs, tmp_path
     assert server.wait(20) == 0
     assert not pid_alive(child)
     assert private_key not in procs.log(server)
+
+
+def test_fluxon_run_console_reads_commands_and_stop_ends_everything(procs, tmp_path):
+    port, backend, control = free_port(), free_port(), free_port()
+    commands = tmp_path / "commands.txt"
+    commands.write_text("status\nbogus-command\nstop\n")
+    argv = " ".join(fluxon_argv("run", "tests.apps.echo_app:router", "--workers", "1", "--port", str(port),
+                                "--backend-port", str(backend), "--control-port", str(control),
+                                "--insecure", "--heartbeat-interval-s", "0.1", "--console"))
+    shell = procs.start(["sh", "-c", f"exec {argv} < {commands}"], cwd=REPO_ROOT, name="run-console")
+    assert shell.wait(30) == 0
+    log = procs.log(shell)
+    assert "uptime" in log and "No such command" in log
+    (child,) = worker_pids(log)
+    assert not pid_alive(child)
