@@ -58,6 +58,7 @@ logger = logging.getLogger("fluxon.console")
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:8082"
 PROMPT = "fluxon> "
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MAX_CELL_CHARS = 48
 
 
 class ControlTransport(Protocol):
@@ -161,6 +162,9 @@ def render_mapping(data: Mapping[str, Any]) -> str:
         if isinstance(value, list) and value and all(isinstance(row, Mapping) for row in value):
             lines.append(f"{key}:")
             lines.extend("  " + line for line in render_table(value).splitlines())
+        elif isinstance(value, list) and value and len(", ".join(map(_cell, value))) > 60:
+            lines.append(f"{key}:")
+            lines.extend(f"  - {_cell(item)}" for item in value)
         elif isinstance(value, Mapping) and value and any(
                 isinstance(v, (Mapping, list)) for v in value.values()):
             lines.append(f"{key}:")
@@ -179,11 +183,17 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
         for row in rows:
             seen.update(dict.fromkeys(str(key) for key in row))
         columns = list(seen)
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
+    cells = [[_clip(_cell(row.get(col))) for col in columns] for row in rows]
     widths = [max(len(col), *(len(line[i]) for line in cells)) for i, col in enumerate(columns)]
     header = "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths))
     body = ["  ".join(value.ljust(w) for value, w in zip(line, widths)).rstrip() for line in cells]
     return "\n".join([header.rstrip(), *body])
+
+
+def _clip(text: str, width: int = _MAX_CELL_CHARS) -> str:
+    """One table cell on one line, at most ``width`` characters (``--json`` has it in full)."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _cell(value: Any) -> str:
