@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import pickle
 import uuid
 
 import pytest
@@ -177,3 +178,6 @@ def test_authorized_user_stores_only_hashes(db):
     typed = Account(username="bob", password="typed pw")
     typed.save()
     assert is_password_hash(typed.password) and typed.check_password("typed pw")
+    # A row a view returns (to_dict or pickled) never carries the hash to a client.
+    assert "password" not in typed.to_dict() and "password" in typed.to_dict(include_private=True)
+    assert "password" not in vars(pickle.loads(pickle.dumps(typed)))

@@ -310,9 +310,16 @@ class Model(metaclass=ModelBase):
     def pk(self) -> Any:
         return self.__dict__.get(self._meta.pk.name)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The loaded fields as a plain dict (what a view returns to a client)."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+    #: fields left out of to_dict() and pickles unless asked for (AuthorizedUser: the hash)
+    _private_fields: tuple[str, ...] = ()
+
+    def to_dict(self, *, include_private: bool = False) -> dict[str, Any]:
+        """The loaded fields as a plain dict (what a view returns to a client).
+
+        Private fields (a user's password hash) are left out unless ``include_private``.
+        """
+        hidden = () if include_private else self._private_fields
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k not in hidden}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pk!r}>"
@@ -424,6 +431,7 @@ class AuthorizedUser(Model):
     """A model the session layer can log in as; its ``password`` only ever holds scrypt hashes."""
 
     _is_authorized_user = True
+    _private_fields = ("password",)
     password = PasswordField(max_length=255)
 
     class Meta:
