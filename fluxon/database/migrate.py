@@ -72,6 +72,11 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _literal(text: str) -> str:
+    """An SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 # --------------------------------------------------------------------------- the schema model
 
 @dataclass(frozen=True)
@@ -227,7 +232,7 @@ def load_statements(statements: Sequence[str]) -> tuple[Schema, dict[str, str]]:
                 raise SchemaError(f"snapshot statement failed: {exc}: {statement[:200]}") from exc
             created = [(kind, name) for kind, name in
                        mem.execute("SELECT type, name FROM sqlite_master WHERE sql IS NOT NULL")
-                       if name not in seen]
+                       if name not in seen and not name.startswith("sqlite_")]
             if len(created) != 1 or created[0][0] not in ("table", "index"):
                 raise SchemaError("a snapshot may hold only CREATE TABLE and CREATE INDEX statements, "
                                   f"one object each: {statement[:200]}")
@@ -430,13 +435,15 @@ class RebuildTable(Operation):
     copy: list[tuple[str, str | None]] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     index_sql: list[str] = field(default_factory=list)
+    autoincrement: bool = False
 
     @property
     def temp_name(self) -> str:
         return _TEMP_PREFIX + self.table
 
     def describe(self) -> str:
-        return f"rebuild table {self.table}: " + "; ".join(self.changes)
+        indexes = f"; recreate {len(self.index_sql)} indexes" if self.index_sql else ""
+        return f"rebuild table {self.table}: " + "; ".join(self.changes) + indexes
 
     def statements(self) -> list[str]:
         filled = [(column, expr) for column, expr in self.copy if expr is not None]
@@ -446,6 +453,13 @@ class RebuildTable(Operation):
         if filled:
             statements.append(f"INSERT INTO {quote(self.temp_name)} ({targets}) "
                               f"SELECT {sources} FROM {quote(self.table)}")
+        if self.autoincrement:   # keep the old high-water mark so AUTOINCREMENT never reuses an id
+            temp = _literal(self.temp_name)
+            statements += [
+                f"INSERT INTO sqlite_sequence (name, seq) SELECT {temp}, MAX(seq) FROM sqlite_sequence "
+                f"WHERE name IN ({_literal(self.table)}, {temp}) HAVING COUNT(*) > 0",
+                f"DELETE FROM sqlite_sequence WHERE name = {temp} AND rowid <> "
+                f"(SELECT MAX(rowid) FROM sqlite_sequence WHERE name = {temp})"]
         statements += [f"DROP TABLE {quote(self.table)}",
                        f"ALTER TABLE {quote(self.temp_name)} RENAME TO {quote(self.table)}",
                        *self.index_sql]
@@ -566,14 +580,15 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
              index_sql: list[str]) -> RebuildTable:
     """A RebuildTable with its copy expressions, the data it loses and the rows that block it."""
     live, target = diff.live, diff.target
+    autoincrement = any(token.upper() == "AUTOINCREMENT" for token, _, _ in _scan_tokens(target.sql or ""))
     op = RebuildTable(target.name, sql=target.sql or "", changes=changes, index_sql=index_sql,
-                      source=source_name)
+                      source=source_name, autoincrement=autoincrement)
     losses = []
     rows = _count(conn, source_name)
     for name in diff.dropped:
         filled = _count(conn, source_name, f"{quote(name)} IS NOT NULL")
         if filled:
-            losses.append(f"column {live.name}.{name} is dropped with {filled} non-NULL values")
+            losses.append(f"column {live.name}.{name} is dropped with {filled} non-NULL value(s)")
     for col in target.columns:
         old_name = diff.source[col.name]
         if old_name is None:

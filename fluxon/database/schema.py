@@ -363,7 +363,7 @@ def plan_schema(number: int | None, models: Any = None, schema_dir: str | os.Pat
 
 def _backup(conn: sqlite3.Connection, db_path: str | os.PathLike, number: int) -> str:
     """A consistent copy of the database next to it (SQLite's online backup API)."""
-    db = Path(db_path)
+    db = Path(db_path).resolve()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = db.with_name(f"{db.stem}.before-schema-{number:05d}-{stamp}{db.suffix or '.sqlite3'}")
     dest = sqlite3.connect(os.fspath(target))
