@@ -23,56 +23,44 @@ log = logging.getLogger("fluxon.worker")
 _SCHEMA_MODULE = "fluxon.database.schema"
 
 
-def _save(schema: Any, router: Router, op: dict[str, Any]) -> Any:
-    return schema.save_schema(router.models, _require(router.database_schema_dir, "database_schema_dir"))
+def _no_arguments(op: dict[str, Any]) -> dict[str, Any]:
+    return {}
 
 
-def _update(schema: Any, router: Router, op: dict[str, Any]) -> Any:
+def _update_arguments(op: dict[str, Any]) -> dict[str, Any]:
     number = op.get("number")
     if isinstance(number, bool) or not isinstance(number, int):
         raise BadRequest("updateschema needs an integer 'number'")
-    return schema.update_schema(_require(router.database_path, "database_path"),
-                                _require(router.database_schema_dir, "database_schema_dir"),
-                                number, dry_run=bool(op.get("dry_run")), force=bool(op.get("force")))
+    return {"number": number, "dry_run": bool(op.get("dry_run")), "force": bool(op.get("force"))}
 
 
-def _list(schema: Any, router: Router, op: dict[str, Any]) -> Any:
-    return schema.list_schemas(_require(router.database_schema_dir, "database_schema_dir"),
-                               router.database_path)
-
-
-#: op name -> handler(schema module, router, op dict) returning plain data.
-ADMIN_OPERATIONS: dict[str, Callable[[Any, Router, dict[str, Any]], Any]] = {
-    "saveschema": _save,
-    "updateschema": _update,
-    "schemas": _list,
+#: op name -> (function of fluxon.database.schema called with the Router, keyword arguments from the op).
+ADMIN_OPERATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "saveschema": ("save_router_schema", _no_arguments),
+    "updateschema": ("apply_router_schema", _update_arguments),
+    "schemas": ("list_router_schemas", _no_arguments),
 }
-
-
-def _require(value: Any, name: str) -> Any:
-    if not value:
-        raise ConfigurationError(f"this operation needs Router({name}=...) in the application")
-    return value
 
 
 def run_admin(router: Router, op: dict[str, Any]) -> tuple[bool, Any]:
     """Run one ADMIN operation; returns ``(ok, result_or_error_dict)`` and never raises."""
     name = op.get("op")
-    handler = ADMIN_OPERATIONS.get(name) if isinstance(name, str) else None
     try:
-        if handler is None:
+        if not isinstance(name, str) or name not in ADMIN_OPERATIONS:
             raise BadRequest(f"unknown admin operation {name!r}; known: {sorted(ADMIN_OPERATIONS)}")
+        function_name, arguments = ADMIN_OPERATIONS[name]
+        kwargs = arguments(op)
         try:
             schema = importlib.import_module(_SCHEMA_MODULE)
         except ImportError as exc:
             raise ConfigurationError(f"{_SCHEMA_MODULE} is not available: {exc}") from exc
-        result = handler(schema, router, op)
+        function = getattr(schema, function_name, None)
+        if function is None:
+            raise ConfigurationError(f"{_SCHEMA_MODULE} has no {function_name}(), needed for {name!r}")
+        result = function(router, **kwargs)
     except FluxonError as exc:
         log.warning("admin operation %r failed: %s", name, exc.message)
         return False, exc.to_dict()
-    except AttributeError as exc:  # the schema module lacks the function this op needs
-        log.error("admin operation %r: %s", name, exc)
-        return False, ConfigurationError(f"{_SCHEMA_MODULE} does not provide {name!r}: {exc}").to_dict()
     except Exception as exc:
         log.exception("admin operation %r failed", name)
         return False, InternalError(f"{type(exc).__name__}: {exc}").to_dict()
