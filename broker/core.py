@@ -18,6 +18,7 @@ its READY declared the route idempotent, else answered with ``WorkerLost``.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -80,6 +81,15 @@ def _recv_message(sock: zmq.Socket) -> tuple[RoutingId, list | None]:
     if not sock.getsockopt(zmq.RCVMORE):
         return routing_id, None
     return routing_id, _recv_rest(sock)
+
+
+def _error_code(body: Any) -> str:
+    """The code of a worker's error reply (JSON, never a pickle), for the status counters."""
+    try:
+        code = json.loads(bytes(body)).get("code")
+    except (ValueError, AttributeError, TypeError):
+        return "malformed_error"
+    return code if isinstance(code, str) and len(code) <= 64 else "malformed_error"
 
 
 def _open_sessions(config: BrokerConfig) -> SessionBridge | None:
@@ -408,7 +418,7 @@ class Broker:
                 self._reply_error(job.client, job.request_id, exc)
                 return
         if reply.status != p.STATUS_OK:
-            self.error_counts["worker_error"] += 1
+            self.error_counts[_error_code(reply.body)] += 1
         self._send_client(job.client, p.encode_client_reply(job.request_id, reply.status, reply.body,
                                                             token=token))
 

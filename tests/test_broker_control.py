@@ -23,7 +23,7 @@ def test_status_workers_and_sessions(procs, zctx) -> None:
     rows = broker.ctl("workers")["workers"]
     assert len(rows) == 1
     assert (rows[0]["credit"], rows[0]["in_flight"], rows[0]["host"], rows[0]["served"]) == (3, 1, "test", 0)
-    worker.reply(job, b"ok")
+    worker.reply(job, b'{"code": "view_error", "message": "boom"}', status=p.STATUS_ERROR)
     token = client.reply().token                 # first contact: the broker issued a session
     assert token
     sessions = broker.ctl("sessions")
@@ -32,6 +32,7 @@ def test_status_workers_and_sessions(procs, zctx) -> None:
     assert broker.ctl("sessions-kill", {"sid": sid}) == {"sid": sid, "killed": True}
     assert broker.ctl("sessions")["count"] == 0
     assert broker.ctl("workers")["workers"][0]["served"] == 1
+    assert broker.ctl("status")["errors"] == {"view_error": 1}
 
 
 def test_drain_queues_requests_until_resume(procs, zctx) -> None:
