@@ -585,10 +585,13 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
                       source=source_name, autoincrement=autoincrement)
     losses = []
     rows = _count(conn, source_name)
-    for name in diff.dropped:
-        filled = _count(conn, source_name, f"{quote(name)} IS NOT NULL")
+    for name in diff.dropped:   # values that are NULL or the column's default are not data to lose
+        default = live.column(name).default  # type: ignore[union-attr]
+        where = f"{quote(name)} IS NOT NULL" + (f" AND {quote(name)} IS NOT ({default})" if default else "")
+        filled = _count(conn, source_name, where)
         if filled:
-            losses.append(f"column {live.name}.{name} is dropped with {filled} non-NULL value(s)")
+            losses.append(f"column {live.name}.{name} is dropped with {filled} value(s) other than "
+                          f"NULL or its default")
     for col in target.columns:
         old_name = diff.source[col.name]
         if old_name is None:
@@ -796,7 +799,8 @@ def _explain_failure(conn: sqlite3.Connection, op: Operation, error: sqlite3.Err
                     f"SELECT {', '.join(cols)}, COUNT(*), group_concat(rowid) FROM {quote(source)} "
                     f"WHERE {' AND '.join(c + ' IS NOT NULL' for c in cols)} "
                     f"GROUP BY {', '.join(cols)} HAVING COUNT(*) > 1 LIMIT {_SAMPLE_ROWS}").fetchall()
-                shown = [{"values": list(g[:len(cols)]), "rowids": [int(x) for x in str(g[-1]).split(",")]}
+                shown = [{"values": list(g[:len(cols)]),
+                          "rowids": sorted(int(x) for x in str(g[-1]).split(","))}
                          for g in groups]
                 details.update(blocking_rows=shown, constraint=match.group(0))
                 message += "; rows sharing a value: " + "; ".join(
