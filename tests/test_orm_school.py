@@ -63,6 +63,10 @@ class Owner(Models.Model):
     name = Models.CharField(max_length=30)
 
 
+class Pet(Models.Model):
+    owner = Models.ForeignKey(to_table=Owner, related_name="pets")
+
+
 class Tag(Models.Model):
     label = Models.CharField(max_length=30, unique=True)
 
@@ -155,6 +159,9 @@ def test_on_delete_protect_set_null_set_default_and_auto_join_table(db):
     owner = Owner.insert(name="o")
     root = Category.insert(name="root", owner=owner)
     child = Category.insert(name="child", parent=root)
+    Pet.insert(owner=owner)
+    assert [p.owner for p in Owner.get(id=owner).pets] == [owner]      # reverse accessor
+    Pet.delete(all=True)
     # PROTECT: the owner cannot go while a category points at it
     with pytest.raises(IntegrityError) as info:
         Owner.delete(Owner.id == owner)

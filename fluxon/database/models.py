@@ -24,7 +24,7 @@ from fluxon.database.fields import (
 from fluxon.database.passwords import hash_password, verify_password
 from fluxon.database.relations import (
     CASCADE, NO_ACTION, PROTECT, RESTRICT, SET_DEFAULT, SET_NULL, ForeignKey, ManyToManyField,
-    ManyToManyManager, OneToOneField, bound_database,
+    ManyToManyManager, OneToOneField, ReverseAccessor, bound_database,
 )
 from fluxon.database.rows import Row, rebuild_row
 from fluxon.errors import ConfigurationError, ValidationError
@@ -231,11 +231,21 @@ def _resolve_pending() -> None:
                     if done:
                         field.rel_model = target
                         target._meta.reverse_relations.append(field)
+                        if field.related_name:
+                            _add_reverse_accessor(target, field)
                 if done:
                     _PENDING.remove(item)
                     progress = True
     finally:
         _RESOLVING[0] = False
+
+
+def _add_reverse_accessor(target: type, fk: ForeignKey) -> None:
+    name = fk.related_name
+    if name in target._meta.by_name or any(name in vars(base) for base in target.__mro__):
+        raise ConfigurationError(f"{fk!r}: related_name {name!r} clashes with an attribute of "
+                                 f"{target.__name__}")
+    setattr(target, name, ReverseAccessor(fk))
 
 
 def _resolve_m2m(model: type, field: ManyToManyField) -> bool:
@@ -369,9 +379,7 @@ class Model(metaclass=ModelBase):
         if len(fks) != 1:
             raise ConfigurationError(f"{model.__name__} has {len(fks)} ForeignKeys to "
                                      f"{type(self).__name__}; name one with field=")
-        fk = fks[0]
-        value = self.__dict__.get(fk.rel_field.name)
-        return bound_database(type(self)).check(model, fk == value)
+        return ReverseAccessor(fks[0]).__get__(self, type(self))
 
     # -- class-level API (runs on the bound database) ------------------------------------
     @classmethod

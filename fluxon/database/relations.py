@@ -12,7 +12,7 @@ from typing import Any
 from fluxon.database.fields import NO_DEFAULT, AutoField, Field, IntegerField, field_counter
 from fluxon.errors import ConfigurationError
 
-__all__ = ["ForeignKey", "OneToOneField", "ManyToManyField", "ManyToManyManager",
+__all__ = ["ForeignKey", "OneToOneField", "ManyToManyField", "ManyToManyManager", "ReverseAccessor",
            "bound_database", "CASCADE", "PROTECT", "SET_NULL", "SET_DEFAULT", "RESTRICT",
            "NO_ACTION"]
 
@@ -111,10 +111,9 @@ class ManyToManyField:
 
     is_relation = True
 
-    def __init__(self, to_table: Any, through: Any = None, *, related_name: str | None = None) -> None:
+    def __init__(self, to_table: Any, through: Any = None) -> None:
         self.to_table = to_table
         self.through = through
-        self.related_name = related_name
         self.rel_model: type | None = None
         self.through_model: type | None = None
         self.name = ""
@@ -202,3 +201,18 @@ class ManyToManyManager:
     def __len__(self) -> int:
         field = self.field
         return self._db().count(field.through_model, field.source_fk == self.instance.pk)
+
+
+class ReverseAccessor:
+    """``teacher.courses`` for ``ForeignKey(Teacher, related_name="courses")``: the rows
+    pointing at this one, as a list (read on every access; nothing is cached)."""
+
+    def __init__(self, fk: ForeignKey) -> None:
+        self.fk = fk
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return self
+        fk = self.fk
+        value = instance.__dict__.get(fk.rel_field.name)
+        return bound_database(owner).check(fk.model, fk == value)
