@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -104,6 +105,10 @@ class KeyDirectory:
         self.path = Path(path)
         if not self.path.is_dir():
             raise ConfigurationError(f"key directory {str(self.path)!r} does not exist or is not a folder")
+        mode = self.path.stat().st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            log.warning("key directory %s is writable by group or others (mode %o): they can add keys; "
+                        "chmod go-w it", self.path, stat.S_IMODE(mode))
         self.check_interval_s = check_interval_s
         self.rescan_interval_s = rescan_interval_s
         self._lock = threading.Lock()

@@ -272,3 +272,15 @@ def test_a_failing_rule_refuses_the_connection_and_the_handler_survives(listed_b
         wait_for(lambda: "ZAP handler failed" in caplog.text, 5, message="the failure log line")
     assert listed_broker.auth.is_alive()
     assert roundtrip(listed_broker, FRONTEND_DOMAIN, client_context, client) == client.public_text
+
+
+def test_a_folder_others_can_write_to_is_logged(allow_dir, caplog) -> None:
+    allow_dir.chmod(0o777)
+    with caplog.at_level(logging.WARNING, logger="fluxon.security"):
+        KeyDirectory(allow_dir)
+    assert "writable by group or others" in caplog.text
+    caplog.clear()
+    allow_dir.chmod(0o755)
+    with caplog.at_level(logging.WARNING, logger="fluxon.security"):
+        KeyDirectory(allow_dir)
+    assert "writable" not in caplog.text
