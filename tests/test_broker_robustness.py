@@ -65,6 +65,10 @@ def test_an_oversized_message_closes_only_that_connection(procs, zctx) -> None:
     oversize_worker = FakeWorker(zctx, broker.backend, ready=False)
     oversize_worker.send([b"y" * 200_000])
     _serves(broker, zctx, worker, 3)
+    oversize_admin = FakeClient(zctx, broker.control)
+    oversize_admin.send(p.encode_control_command(1, "status", {"pad": "z" * 200_000}))
+    assert oversize_admin.silent_for(0.3)
+    assert broker.ctl("status")["workers"] == 1
 
 
 def test_backend_garbage_and_unknown_jobs_are_dropped(procs, zctx) -> None:
