@@ -584,7 +584,6 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
     op = RebuildTable(target.name, sql=target.sql or "", changes=changes, index_sql=index_sql,
                       source=source_name, autoincrement=autoincrement)
     losses = []
-    rows = _count(conn, source_name)
     for name in diff.dropped:   # values that are NULL or the column's default are not data to lose
         default = live.column(name).default  # type: ignore[union-attr]
         where = f"{quote(name)} IS NOT NULL" + (f" AND {quote(name)} IS NOT ({default})" if default else "")
@@ -596,7 +595,8 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
         old_name = diff.source[col.name]
         if old_name is None:
             op.copy.append((col.name, None))
-            if col.notnull and col.default is None and rows:
+            rows = _count(conn, source_name) if col.notnull and col.default is None else 0
+            if rows:
                 op.warnings.append(f"new column {target.name}.{col.name} is NOT NULL without a default "
                                    f"and the table has {rows} rows: the migration will fail")
             continue

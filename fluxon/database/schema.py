@@ -254,6 +254,7 @@ def _connect(db_path: str | os.PathLike, *, create: bool) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(os.fspath(db_path), isolation_level=None, timeout=30.0)
         conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA cache_size = -131072")   # 128 MiB: a rebuild touches every page of the table
         return conn
     except sqlite3.Error as exc:
         raise SchemaError(f"cannot open database {db_path}: {exc}") from exc
