@@ -47,7 +47,7 @@ class AsyncConnectionHandler(BaseClient):
         self._pending[request_id] = future
         expiry = None if timeout_s is None else self._loop.call_later(timeout_s, self._expire, request_id)
         try:
-            link.sock.send_multipart(frames, copy=False)
+            link.sock.send_multipart(frames, copy=len(frames) == 1)
             self._drain()  # the send may have consumed the FD's edge
             reply = await future
         finally:

@@ -44,7 +44,8 @@ class ConnectionHandler(BaseClient):
         timeout_s = self._timeout_for(timeout)
         link = self._thread_link()
         request_id = next(self._ids)
-        link.sock.send_multipart(self._encode(request_id, route, payload, timeout_s), copy=False)
+        frames = self._encode(request_id, route, payload, timeout_s)
+        link.sock.send_multipart(frames, copy=len(frames) == 1)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
