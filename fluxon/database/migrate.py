@@ -29,7 +29,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from fluxon.errors import SchemaError
@@ -126,6 +126,7 @@ class Table:
     constraints: tuple[tuple[bool, tuple], ...]
     indexes: dict[str, Index]
     sql: str | None = field(default=None, compare=False)
+    options: tuple[str, ...] = ()   # "without rowid", "strict"
 
     def column(self, name: str) -> Column | None:
         for col in self.columns:
@@ -139,7 +140,7 @@ class Table:
 
     def shape(self) -> tuple:
         """Everything that matters for equality except the table's own name and its indexes."""
-        return (self.columns, self.foreign_keys, self.constraints)
+        return (self.columns, self.foreign_keys, self.constraints, self.options)
 
 
 @dataclass
@@ -211,8 +212,19 @@ def introspect(conn: sqlite3.Connection, sql_by_name: dict[str, str] | None = No
             else:
                 constraints.append((bool(unique), cols))
         tables[name] = Table(name, columns, foreign_keys, tuple(sorted(constraints, key=repr)),
-                             indexes, sql_by_name.get(name))
+                             indexes, sql_by_name.get(name), _table_options(conn, name))
     return Schema(tables)
+
+
+def _table_options(conn: sqlite3.Connection, name: str) -> tuple[str, ...]:
+    """WITHOUT ROWID and STRICT, from PRAGMA table_list (SQLite 3.37+; older: unknown, empty)."""
+    try:
+        row = conn.execute(f"PRAGMA table_list({quote(name)})").fetchone()
+    except sqlite3.Error:
+        return ()
+    if row is None:
+        return ()
+    return tuple(option for option, on in (("without rowid", row[4]), ("strict", row[5])) if on)
 
 
 def load_statements(statements: Sequence[str]) -> tuple[Schema, dict[str, str]]:
@@ -334,8 +346,26 @@ def _rename_in_create(sql: str, new_name: str) -> str:
     return sql[:name_start] + quote(new_name) + sql[name_end:]
 
 
-def _definitions(sql: str) -> list[str]:
-    return [" ".join(part.split()) for part in _create_table_parts(sql)[2]]
+def _normalized(text: str, renamed: dict[str, str] | None = None) -> str:
+    """Tokens joined by single spaces, renamed tables given their new names.
+
+    Two texts that differ only in layout, or in references to a table that the migration
+    renames (SQLite rewrites those), normalize to the same string.
+    """
+    renamed = renamed or {}
+    out = []
+    for token, _start, _end in _scan_tokens(text):
+        name = _unquote(token)
+        if name in renamed and token[:1] != "'":
+            new = renamed[name]
+            token = {'"': quote(new), "`": f"`{new}`", "[": f"[{new}]"}.get(token[:1], new)
+        out.append(token)
+    return " ".join(out)
+
+
+def _definitions(sql: str, renamed: dict[str, str] | None = None) -> list[str]:
+    """The normalized column and constraint definitions of a CREATE TABLE text."""
+    return [_normalized(part, renamed) for part in _create_table_parts(sql)[2]]
 
 
 def _column_definition(sql: str, column: str) -> str | None:
@@ -585,6 +615,8 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
                       source=source_name, autoincrement=autoincrement)
     losses = []
     for name in diff.dropped:   # values that are NULL or the column's default are not data to lose
+        if live.column(name).hidden:  # type: ignore[union-attr]   (generated columns hold no data)
+            continue
         default = live.column(name).default  # type: ignore[union-attr]
         where = f"{quote(name)} IS NOT NULL" + (f" AND {quote(name)} IS NOT ({default})" if default else "")
         filled = _count(conn, source_name, where)
@@ -593,7 +625,7 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
                           f"NULL or its default")
     for col in target.columns:
         old_name = diff.source[col.name]
-        if old_name is None:
+        if old_name is None or col.hidden:   # generated columns compute themselves
             op.copy.append((col.name, None))
             rows = _count(conn, source_name) if col.notnull and col.default is None else 0
             if rows:
@@ -622,13 +654,20 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
     return op
 
 
-def _same_text(recorded: str | None, target: str | None, table_sql: bool) -> bool:
-    """Compare two snapshots' CREATE texts; unknown text counts as the same."""
+def _same_text(recorded: str | None, target: str | None, table_sql: bool, renamed: dict[str, str]) -> bool:
+    """Compare two snapshots' CREATE texts (the table's own name aside); unknown text counts as same."""
     if recorded is None or target is None:
         return True
     if table_sql:
-        return _definitions(recorded) == _definitions(target)
-    return " ".join(recorded.split()) == " ".join(target.split())
+        return _definitions(recorded, renamed) == _definitions(target)
+    return _normalized(recorded, renamed) == _normalized(target)
+
+
+def _after_renames(table: Table, target_name_of: dict[str, str]) -> Table:
+    """``table`` as it will be once renamed tables are renamed: SQLite rewrites references to them."""
+    fks = tuple(sorted((replace(fk, parent=target_name_of.get(fk.parent, fk.parent)) for fk in table.foreign_keys),
+                       key=repr))
+    return replace(table, foreign_keys=fks)
 
 
 def diff_schemas(conn: sqlite3.Connection, live: Schema, target: Schema, renames: Renames,
@@ -657,18 +696,20 @@ def diff_schemas(conn: sqlite3.Connection, live: Schema, target: Schema, renames
         else:
             created.append(CreateTable(name, sql=table.sql or ""))
     rebuilt_tables: set[str] = set()
+    target_name_of = {old: new for new, old in live_name_of.items()}
     for name, live_name in live_name_of.items():
-        live_table, target_table = live.tables[live_name], target.tables[name]
+        live_table, target_table = _after_renames(live.tables[live_name], target_name_of), target.tables[name]
         recorded_table = recorded.tables.get(live_name) if recorded else None
         diff = _TableDiff(live_table, target_table, renames)
-        text_same = _same_text(recorded_table.sql if recorded_table else None, target_table.sql, True)
+        text_same = _same_text(recorded_table.sql if recorded_table else None, target_table.sql, True,
+                               target_name_of)
         if live_table.shape() == target_table.shape() and text_same:
             continue
         if diff.added and diff.appends_only() and (
                 recorded_table is None or recorded_table.sql is None or target_table.sql is None
                 or [d for d in _definitions(target_table.sql)
-                    if d not in {" ".join(_column_definition(target_table.sql, c.name).split())
-                                 for c in diff.added}] == _definitions(recorded_table.sql)):
+                    if d not in {_normalized(_column_definition(target_table.sql, c.name) or "")
+                                 for c in diff.added}] == _definitions(recorded_table.sql, target_name_of)):
             added += [AddColumn(name, column=col.name, source=live_name,
                                 definition=_column_definition(target_table.sql, col.name))
                       for col in diff.added]
@@ -702,7 +743,7 @@ def _diff_indexes(live: Schema, target: Schema, recorded: Schema | None, live_na
                 continue
             if (old is not None and target_name_of.get(old.table) == idx.table
                     and Index(old.name, idx.table, old.unique, old.columns, old.partial) == idx
-                    and _same_text(recorded_sql.get(idx.name), idx.sql, False)):
+                    and _same_text(recorded_sql.get(idx.name), idx.sql, False, target_name_of)):
                 kept.add(idx.name)
                 continue
             creates.append(CreateIndex(table.name, name=idx.name, sql=idx.sql or "",
