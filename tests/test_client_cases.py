@@ -64,6 +64,7 @@ CASES = [
     # route, payload, kwargs, expected value or error type, text in the error message
     ("echo", {"a": [1, 2.5, "x"]}, {}, {"a": [1, 2.5, "x"]}, None),
     ("async_echo", 7, {}, {"async": True, "payload": 7}, None),
+    ("echo", b"\x00big" * 300_000, {}, b"\x00big" * 300_000, None),   # > 64 KiB: a frame of its own
     ("nope", None, {}, RouteNotFound, "nope"),
     ("boom", None, {}, ViewError, "ZeroDivisionError"),
     ("async_boom", None, {}, ViewError, "KeyError"),
@@ -75,7 +76,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("caller", CLIENTS)
-@pytest.mark.parametrize("route, payload, kwargs, expected, text", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("route, payload, kwargs, expected, text", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_case_then_next_request_succeeds(cluster, caller, route, payload, kwargs, expected, text):
     result, after = caller(cluster.port).calls((route, payload, kwargs), ("echo", "next", {}))
     if isinstance(expected, type) and issubclass(expected, Exception):

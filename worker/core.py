@@ -120,7 +120,6 @@ class Worker:
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._last_recv = 0.0
-        self._last_send = 0.0
         self._backoff = config.reconnect_initial_s
         self._heard_since_connect = False
         self._announced = False
@@ -239,7 +238,6 @@ class Worker:
             return
         try:
             sock.send_multipart(frames, zmq.NOBLOCK, copy=len(frames) == 1)
-            self._last_send = time.monotonic()
         except zmq.Again:
             (log.debug if quiet else log.warning)("no connection to the broker or its queue is full; "
                                                   "message dropped")
