@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 
 import pytest
 
@@ -11,7 +12,7 @@ from e2e_support import Cluster
 from fluxon.client import AsyncConnectionHandler, ConnectionHandler
 from fluxon.errors import ConnectionError, WorkerLost
 from fluxon.keys import derive_keys, generate_client_keypair, generate_private_key, write_private_key
-from support import wait_for
+from support import fluxon_argv, wait_for
 
 
 def test_killed_worker_loses_its_requests_or_redispatches_idempotent_ones(procs, tmp_path):
@@ -81,3 +82,25 @@ def test_curve_mode_end_to_end_and_wrong_server_key(procs, tmp_path):
     with ConnectionHandler("127.0.0.1", cluster.port, server_key=server_key, timeout_s=5.0) as client:
         assert {client.send_request("pid") for _ in range(8)} == {worker.pid}
     assert intruder.poll() is None and "worker ready" not in procs.log(intruder)
+
+
+def test_client_key_file_passes_an_allowlist_and_ephemeral_keys_do_not(procs, tmp_path):
+    key_file = tmp_path / "deploy.key"
+    private_key = generate_private_key()
+    write_private_key(key_file, private_key)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    client_key = allowed / "alice.key"   # `fluxon client-key` writes alice.key and alice.key.pub
+    subprocess.run(fluxon_argv("client-key", str(client_key)), check=True, capture_output=True, timeout=30)
+    (allowed / "alice.key").rename(tmp_path / "alice.key")   # only the public half stays in the allowlist
+    cluster = Cluster(procs, key_args=("--key-file", str(key_file)))
+    cluster.start_broker("--allow-clients", str(allowed))
+    cluster.start_worker()
+    server_key = derive_keys(private_key).broker.public_text
+    with ConnectionHandler("127.0.0.1", cluster.port, server_key=server_key,
+                           client_key=tmp_path / "alice.key", timeout_s=5.0) as client:
+        assert client.send_request("echo", "alice") == "alice"
+        assert client.client_public_key in (allowed / "alice.key.pub").read_text()
+    with ConnectionHandler("127.0.0.1", cluster.port, server_key=server_key, timeout_s=0.5) as client:
+        with pytest.raises(ConnectionError, match="allowed"):
+            client.send_request("echo", "stranger")
