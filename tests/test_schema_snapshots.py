@@ -178,3 +178,25 @@ def test_cli_reports_errors_without_traceback(app):
     assert code == 1 and "Error: no snapshot 3" in out
     code, out = invoke("list", "no_such_module:router")
     assert code == 1 and "cannot import" in out
+
+
+def test_worker_admin_jobs_reach_these_functions_and_return_json(tmp_path):
+    """The broker console's saveschema / updateschema N / schemas run through the worker's ADMIN table."""
+    from fluxon.routing import Router
+    from fluxon.worker.admin import run_admin
+
+    db = tmp_path / "school.sqlite3"
+    router = Router(mapping={}, models=school_v1, database_schema_dir=str(tmp_path / "schema"),
+                    database_path=str(db))
+    ok, saved = run_admin(router, {"op": "saveschema"})
+    assert ok and saved["number"] == 1
+    ok, planned = run_admin(router, {"op": "updateschema", "number": 1, "dry_run": True, "force": False})
+    assert ok and planned["dry_run"] and not db.exists()
+    ok, applied = run_admin(router, {"op": "updateschema", "number": 1, "dry_run": False, "force": False})
+    assert ok and applied["direction"] == "initial"
+    ok, listed = run_admin(router, {"op": "schemas"})
+    assert ok and [row["current"] for row in listed] == [True]
+    ok, error = run_admin(router, {"op": "updateschema", "number": 9, "dry_run": False, "force": False})
+    assert not ok and error["code"] == "schema_error" and "no snapshot 9" in error["message"]
+    for answer in (saved, planned, applied, listed, error):
+        assert json.loads(json.dumps(answer)) == answer
