@@ -3,7 +3,9 @@
     python bench/bench_migrate.py [--rows 1000000] [--repeat 3]
 
 One database file (WAL, as workers open it) holds a table of ``--rows`` rows on snapshot 1.
-Each round copies that file twice and measures, on the copies:
+Two variants run in the same process: the table alone, and the table with an index on a
+text column (which the rebuild must recreate, a sort the plain copy does not do). Each round
+copies the variant's file twice and measures, on the copies:
 
 - baseline: ``CREATE TABLE new (...)`` + ``INSERT INTO new SELECT * FROM old`` in one
   transaction (the bare cost of moving the rows);
@@ -28,23 +30,19 @@ from pathlib import Path
 
 from fluxon.database.schema import apply_schema, render_snapshot, snapshot_path
 
-SNAPSHOT_1 = [
-    'CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(100) NOT NULL, '
-    '"qty" INTEGER NOT NULL, "price" REAL NOT NULL, "note" TEXT)',
-    'CREATE INDEX "idx_item_name" ON "item" ("name")',
-]
-SNAPSHOT_2 = [
-    'CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(200) NOT NULL, '
-    '"qty" INTEGER, "price" REAL NOT NULL, "note" TEXT)',
-    'CREATE INDEX "idx_item_name" ON "item" ("name")',
-]
+TABLE_1 = ('CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(100) NOT NULL, '
+           '"qty" INTEGER NOT NULL, "price" REAL NOT NULL, "note" TEXT)')
+TABLE_2 = ('CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(200) NOT NULL, '
+           '"qty" INTEGER, "price" REAL NOT NULL, "note" TEXT)')
+INDEX = 'CREATE INDEX "idx_item_name" ON "item" ("name")'
 
 
-def _build(folder: Path, rows: int) -> Path:
+def _build(folder: Path, rows: int, with_index: bool) -> Path:
     schema_dir = folder / "schema"
-    schema_dir.mkdir()
-    snapshot_path(schema_dir, 1).write_text(render_snapshot(1, SNAPSHOT_1))
-    snapshot_path(schema_dir, 2).write_text(render_snapshot(2, SNAPSHOT_2))
+    schema_dir.mkdir(parents=True)
+    indexes = [INDEX] if with_index else []
+    snapshot_path(schema_dir, 1).write_text(render_snapshot(1, [TABLE_1, *indexes]))
+    snapshot_path(schema_dir, 2).write_text(render_snapshot(2, [TABLE_2, *indexes]))
     db = folder / "source.sqlite3"
     apply_schema(1, schema_dir, db)
     conn = sqlite3.connect(db)
@@ -96,21 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
+    print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, {args.rows:,} rows")
     with tempfile.TemporaryDirectory(prefix="fluxon-bench-migrate-") as tmp:
-        folder = Path(tmp)
-        db = _build(folder, args.rows)
-        size_mib = os.path.getsize(db) / 2**20
-        print(f"{args.rows:,} rows, {size_mib:.1f} MiB, SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}")
-        baselines, migrations, ratios = [], [], []
-        for round_number in range(1, args.repeat + 1):
-            base = _baseline(_copy(db, "baseline.sqlite3"))
-            migrate = _migrate(_copy(db, "migrate.sqlite3"), folder / "schema")
-            baselines.append(base)
-            migrations.append(migrate)
-            ratios.append(migrate / base)
-            print(f"round {round_number}: baseline {base:.3f} s, migrate {migrate:.3f} s, ratio {migrate / base:.2f}x")
-        print(f"median: baseline {statistics.median(baselines):.3f} s, migrate {statistics.median(migrations):.3f} s, "
-              f"ratio {statistics.median(ratios):.2f}x (goal < 3x)")
+        for with_index in (False, True):
+            folder = Path(tmp) / ("indexed" if with_index else "plain")
+            db = _build(folder, args.rows, with_index)
+            label = "table + index on name" if with_index else "table alone"
+            print(f"{label}: {os.path.getsize(db) / 2**20:.1f} MiB")
+            baselines, migrations, ratios = [], [], []
+            for round_number in range(1, args.repeat + 1):
+                base = _baseline(_copy(db, "baseline.sqlite3"))
+                migrate = _migrate(_copy(db, "migrate.sqlite3"), folder / "schema")
+                baselines.append(base)
+                migrations.append(migrate)
+                ratios.append(migrate / base)
+                print(f"  round {round_number}: baseline {base:.3f} s, migrate {migrate:.3f} s, "
+                      f"ratio {migrate / base:.2f}x")
+            print(f"  median: baseline {statistics.median(baselines):.3f} s, migrate "
+                  f"{statistics.median(migrations):.3f} s, ratio {statistics.median(ratios):.2f}x (goal < 3x)")
+            for leftover in folder.glob("*.sqlite3*"):
+                leftover.unlink()
     return 0
 
 

@@ -466,6 +466,7 @@ class RebuildTable(Operation):
     changes: list[str] = field(default_factory=list)
     index_sql: list[str] = field(default_factory=list)
     autoincrement: bool = False
+    positional: bool = False   # the copy is column i -> column i: SELECT * lets SQLite copy records whole
 
     @property
     def temp_name(self) -> str:
@@ -480,7 +481,9 @@ class RebuildTable(Operation):
         targets = ", ".join(quote(column) for column, _ in filled)
         sources = ", ".join(expr for _, expr in filled)
         statements = [_rename_in_create(self.sql, self.temp_name)]
-        if filled:
+        if self.positional:   # SQLite's transfer optimization copies records without decoding them
+            statements.append(f"INSERT INTO {quote(self.temp_name)} SELECT * FROM {quote(self.table)}")
+        elif filled:
             statements.append(f"INSERT INTO {quote(self.temp_name)} ({targets}) "
                               f"SELECT {sources} FROM {quote(self.table)}")
         if self.autoincrement:   # keep the old high-water mark so AUTOINCREMENT never reuses an id
@@ -651,6 +654,9 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
                               f"{col.type}")
         op.copy.append((col.name, expr))
     op.loss = "; ".join(losses) or None
+    op.positional = (len(target.columns) == len(live.columns)
+                     and [expr for _, expr in op.copy] == [quote(name) for name in live.column_names]
+                     and not any(col.hidden for col in (*target.columns, *live.columns)))
     return op
 
 
