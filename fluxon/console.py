@@ -299,14 +299,18 @@ def sessions(context: click.Context, as_json: bool) -> None:
 
 @sessions.command("kill")
 @click.argument("session_id")
+@json_option
 @pass_console
-def sessions_kill(console: Console, session_id: str) -> None:
+def sessions_kill(console: Console, session_id: str, as_json: bool) -> None:
     """End the session SESSION_ID (its client must start a new one)."""
     answer = console.call("sessions-kill", {"sid": session_id})
     killed = answer.get("killed") if isinstance(answer, Mapping) else answer
     if killed is False:
         raise click.ClickException(f"no session {session_id!r}")
-    console.echo(f"session {session_id} killed")
+    if as_json or console.json_output:
+        console.show(answer, json_output=True)
+    else:
+        console.echo(f"session {session_id} killed")
 
 
 @console_group.command()
@@ -343,40 +347,45 @@ def schemas(console: Console, as_json: bool) -> None:
 
 
 @console_group.command()
+@json_option
 @pass_console
-def drain(console: Console) -> None:
+def drain(console: Console, as_json: bool) -> None:
     """Stop dispatching requests to workers (they wait in the queue)."""
-    console.show(console.call("drain"))
+    console.show(console.call("drain"), json_output=as_json)
 
 
 @console_group.command()
+@json_option
 @pass_console
-def resume(console: Console) -> None:
+def resume(console: Console, as_json: bool) -> None:
     """Dispatch queued and new requests again."""
-    console.show(console.call("resume"))
+    console.show(console.call("resume"), json_output=as_json)
 
 
 @console_group.command()
 @click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
+@json_option
 @pass_console
-def debug(console: Console, state: str) -> None:
+def debug(console: Console, state: str, as_json: bool) -> None:
     """Debug mode on or off: tracebacks to clients and verbose logs."""
-    console.show(console.call("debug", {"on": state.lower() == "on"}))
+    console.show(console.call("debug", {"on": state.lower() == "on"}), json_output=as_json)
 
 
 @console_group.command("log-level")
 @click.argument("level", type=click.Choice(_LOG_LEVELS, case_sensitive=False))
+@json_option
 @pass_console
-def log_level(console: Console, level: str) -> None:
+def log_level(console: Console, level: str, as_json: bool) -> None:
     """Set the broker's fluxon.* log level."""
-    console.show(console.call("log-level", {"level": level.upper()}))
+    console.show(console.call("log-level", {"level": level.upper()}), json_output=as_json)
 
 
 @console_group.command()
+@json_option
 @pass_console
-def stop(console: Console) -> None:
+def stop(console: Console, as_json: bool) -> None:
     """Stop the broker gracefully: drain, tell workers, persist sessions, exit."""
-    console.show(console.call("stop"))
+    console.show(console.call("stop"), json_output=as_json)
     console.stopped = True
 
 
