@@ -29,7 +29,6 @@ import os
 import shlex
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Protocol, TextIO
 
 import click
 
+from fluxon.console_render import render_rows, render_sessions, render_status, render_value
 from fluxon.errors import FluxonError
 
 __all__ = [
@@ -58,7 +58,6 @@ logger = logging.getLogger("fluxon.console")
 DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:8082"
 PROMPT = "fluxon> "
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_MAX_CELL_CHARS = 48
 
 
 class ControlTransport(Protocol):
@@ -138,129 +137,6 @@ def _describe_failure(exc: FluxonError, transport: ControlTransport) -> str:
     return text
 
 
-# --------------------------------------------------------------------------- rendering
-
-def render_value(data: Any) -> str:
-    """A readable rendering of any plain-data answer: mappings as aligned key/value lines,
-    lists of mappings as tables, everything else as text."""
-    if isinstance(data, Mapping):
-        return render_mapping(data)
-    if isinstance(data, list) and data and all(isinstance(row, Mapping) for row in data):
-        return render_table(data)
-    if isinstance(data, list):
-        return "\n".join(_cell(item) for item in data) if data else "(none)"
-    return _cell(data)
-
-
-def render_mapping(data: Mapping[str, Any]) -> str:
-    """Aligned ``key  value`` lines; nested lists of rows become indented tables."""
-    if not data:
-        return "(empty)"
-    width = max(len(str(key)) for key in data)
-    lines: list[str] = []
-    for key, value in data.items():
-        if isinstance(value, list) and value and all(isinstance(row, Mapping) for row in value):
-            lines.append(f"{key}:")
-            lines.extend("  " + line for line in render_table(value).splitlines())
-        elif isinstance(value, list) and value and len(", ".join(map(_cell, value))) > 60:
-            lines.append(f"{key}:")
-            lines.extend(f"  - {_cell(item)}" for item in value)
-        elif isinstance(value, Mapping) and value and any(
-                isinstance(v, (Mapping, list)) for v in value.values()):
-            lines.append(f"{key}:")
-            lines.extend("  " + line for line in render_mapping(value).splitlines())
-        else:
-            lines.append(f"{str(key).ljust(width)}  {_cell(value)}")
-    return "\n".join(lines)
-
-
-def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A plain-text table with one header line; columns default to the keys in first-seen order."""
-    if not rows:
-        return "(none)"
-    if columns is None:
-        seen: dict[str, None] = {}
-        for row in rows:
-            seen.update(dict.fromkeys(str(key) for key in row))
-        columns = list(seen)
-    cells = [[_clip(_cell(row.get(col))) for col in columns] for row in rows]
-    widths = [max(len(col), *(len(line[i]) for line in cells)) for i, col in enumerate(columns)]
-    header = "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths))
-    body = ["  ".join(value.ljust(w) for value, w in zip(line, widths)).rstrip() for line in cells]
-    return "\n".join([header.rstrip(), *body])
-
-
-def _clip(text: str, width: int = _MAX_CELL_CHARS) -> str:
-    """One table cell on one line, at most ``width`` characters (``--json`` has it in full)."""
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(v) for v in value) or "-"
-    return str(value)
-
-
-def _render_status(data: Any) -> str:
-    if not isinstance(data, Mapping):
-        return render_value(data)
-    shown = dict(data)
-    for key in ("uptime_s", "uptime"):
-        if isinstance(shown.get(key), (int, float)):
-            shown[key] = _duration(float(shown[key]))
-    return render_mapping(shown)
-
-
-def _render_rows(key: str) -> Callable[[Any], str]:
-    """Render an answer that is either a list of rows or a mapping holding one under ``key``."""
-    def render(data: Any) -> str:
-        if isinstance(data, Mapping) and isinstance(data.get(key), list):
-            rest = {k: v for k, v in data.items() if k != key}
-            table = render_table(data[key]) if data[key] else f"(no {key})"
-            return (render_mapping(rest) + "\n" + table) if rest else table
-        return render_value(data)
-    return render
-
-
-def _render_sessions(data: Any) -> str:
-    """Sessions with readable times and shortened client keys (``--json`` has them in full)."""
-    if isinstance(data, Mapping) and isinstance(data.get("sessions"), list):
-        rows = [_readable_session(row) for row in data["sessions"] if isinstance(row, Mapping)]
-        data = {**data, "sessions": rows}
-    return _render_rows("sessions")(data)
-
-
-def _readable_session(row: Mapping[str, Any]) -> dict[str, Any]:
-    shown = dict(row)
-    for key in ("created_at", "last_seen"):
-        if isinstance(shown.get(key), (int, float)):
-            shown[key] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(shown[key]))
-    key = shown.get("client_key")
-    if isinstance(key, str) and len(key) > 12:
-        shown["client_key"] = key[:12] + "..."
-    return shown
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    text = f"{hours:d}h{minutes:02d}m{secs:02d}s"
-    return f"{days}d {text}" if days else text
-
-
 # --------------------------------------------------------------------------- the commands
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
@@ -276,7 +152,7 @@ def console_group() -> None:
 @pass_console
 def status(console: Console, as_json: bool) -> None:
     """Uptime, workers, queue depth, requests/s, error counts, sessions."""
-    console.show(console.call("status"), _render_status, json_output=as_json)
+    console.show(console.call("status"), render_status, json_output=as_json)
 
 
 @console_group.command()
@@ -284,7 +160,7 @@ def status(console: Console, as_json: bool) -> None:
 @pass_console
 def workers(console: Console, as_json: bool) -> None:
     """Each worker: id, host/pid, credit, in-flight, served, last heartbeat."""
-    console.show(console.call("workers"), _render_rows("workers"), json_output=as_json)
+    console.show(console.call("workers"), render_rows("workers"), json_output=as_json)
 
 
 @console_group.group(invoke_without_command=True)
@@ -294,7 +170,7 @@ def sessions(context: click.Context, as_json: bool) -> None:
     """List the sessions (count, user ids); `sessions kill ID` ends one."""
     if context.invoked_subcommand is None:
         console = context.find_object(Console)
-        console.show(console.call("sessions"), _render_sessions, json_output=as_json)
+        console.show(console.call("sessions"), render_sessions, json_output=as_json)
 
 
 @sessions.command("kill")
@@ -342,7 +218,7 @@ def updateschema(console: Console, number: int, dry_run: bool, force: bool, as_j
 @pass_console
 def schemas(console: Console, as_json: bool) -> None:
     """The saved schema snapshots and which one the database is on."""
-    console.show(console.call("admin", {"op": "schemas"}), _render_rows("schemas"),
+    console.show(console.call("admin", {"op": "schemas"}), render_rows("schemas"),
                  json_output=as_json)
 
 
