@@ -321,3 +321,30 @@ def test_missing_snapshot_and_edited_snapshot_are_refused(school):
     path.write_text(path.read_text().replace("VARCHAR(200)", "VARCHAR(300)"))
     with pytest.raises(SchemaError, match="edited after it was saved"):
         apply_schema(2, schema_dir, db)
+
+
+def test_check_constraint_changes_are_seen_through_the_snapshot_text(school):
+    """PRAGMAs cannot see CHECK; the recorded snapshot's text can, and failing rows are named."""
+    schema_dir, db = school
+    apply_schema(2, schema_dir, db, force=True)
+    _snapshot_from(schema_dir, 2, 3, ('"credits" INTEGER NOT NULL DEFAULT 3',
+                                      '"credits" INTEGER NOT NULL DEFAULT 3 CHECK ("credits" >= 0)'))
+    plan = plan_schema(3, None, schema_dir, db)
+    assert [op["description"] for op in plan["operations"]] == [
+        "rebuild table Course: definition text changes (CHECK, COLLATE or similar); recreate 2 indexes"]
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE Course SET credits = -1 WHERE id IN (11, 12)")
+    conn.commit()
+    conn.close()
+    before = fingerprint(db)
+    with pytest.raises(SchemaError) as failed:
+        apply_schema(3, schema_dir, db)
+    assert "CHECK constraint failed" in failed.value.message
+    assert failed.value.details["blocking_rows"] == [11, 12], failed.value.message
+    assert fingerprint(db) == before
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE Course SET credits = 0 WHERE credits < 0")
+    conn.commit()
+    conn.close()
+    apply_schema(3, schema_dir, db)
+    assert rows(db, "SELECT id, credits FROM Course ORDER BY id") == [(10, 3), (11, 0), (12, 0)]

@@ -368,6 +368,32 @@ def _definitions(sql: str, renamed: dict[str, str] | None = None) -> list[str]:
     return [_normalized(part, renamed) for part in _create_table_parts(sql)[2]]
 
 
+def _check_expressions(sql: str, subject: str) -> list[str]:
+    """The CHECK expressions SQLite means by ``CHECK constraint failed: <subject>``.
+
+    SQLite names a column's CHECK by the column, a named constraint by its name, and an unnamed
+    table CHECK by its expression text.
+    """
+    for part in _create_table_parts(sql)[2]:
+        tokens = _scan_tokens(part)
+        if not tokens or _unquote(tokens[0][0]) != subject and not (
+                tokens[0][0].upper() == "CONSTRAINT" and len(tokens) > 1 and _unquote(tokens[1][0]) == subject):
+            continue
+        found, depth, start = [], 0, None
+        for i, (token, t_start, t_end) in enumerate(tokens):
+            if start is None and token.upper() == "CHECK" and i + 1 < len(tokens) and tokens[i + 1][0] == "(":
+                start = tokens[i + 1][2]
+            elif start is not None and token == "(":
+                depth += 1
+            elif start is not None and token == ")":
+                depth -= 1
+                if depth == 0:
+                    found.append(part[start:t_start])
+                    start = None
+        return found
+    return [subject]
+
+
 def _column_definition(sql: str, column: str) -> str | None:
     """The text defining ``column`` in a CREATE TABLE statement, or None."""
     for part in _create_table_parts(sql)[2]:
@@ -761,7 +787,8 @@ def _diff_indexes(live: Schema, target: Schema, recorded: Schema | None, live_na
 
 # --------------------------------------------------------------------------- execution
 
-_CONSTRAINT_RE = re.compile(r"^(NOT NULL|UNIQUE) constraint failed: (.+)$")
+_CONSTRAINT_RE = re.compile(r"^(NOT NULL|UNIQUE|CHECK) constraint failed: (.+)$")
+_ROWID = '"_fluxon_rowid"'
 
 
 def execute_plan(conn: sqlite3.Connection, operations: Sequence[Operation], target: Schema,
@@ -821,38 +848,51 @@ def _describe_violations(conn: sqlite3.Connection, violations: list[tuple]) -> s
             "the database is unchanged")
 
 
+def _rows_as_copied(op: Operation) -> str:
+    """A FROM clause showing the source rows as the failed step saw them, under the target's names."""
+    if isinstance(op, RebuildTable):
+        columns = ", ".join(f"{expr or 'NULL'} AS {quote(name)}" for name, expr in op.copy)
+        return f"(SELECT rowid AS {_ROWID}, {columns} FROM {quote(op.source or op.table)})"
+    return f"(SELECT rowid AS {_ROWID}, * FROM {quote(op.source or op.table)})"
+
+
 def _explain_failure(conn: sqlite3.Connection, op: Operation, error: sqlite3.Error) -> tuple[str, dict]:
-    """After the rollback: the message and details naming the rows that blocked ``op``."""
+    """After the rollback: the message and details naming the rows that blocked ``op``.
+
+    Finding the rows is best effort (a CHECK constraint reported by name cannot be re-run);
+    the failure itself is always reported.
+    """
     details: dict[str, Any] = {"operation": op.describe(), "sqlite_error": str(error)}
     message = f"migration failed at '{op.describe()}': {error}"
     match = _CONSTRAINT_RE.match(str(error))
-    source = op.source
-    if match and source:
-        columns = [part.strip().split(".", 1)[-1] for part in match.group(2).split(",")]
-        exprs = dict(op.copy) if isinstance(op, RebuildTable) else {c: quote(c) for c in columns}
+    if match and op.source:
+        kind, subject = match.groups()
+        details["constraint"] = match.group(0)
+        rows = _rows_as_copied(op)
         try:
-            if match.group(1) == "NOT NULL":
-                expr = exprs.get(columns[0])
-                where = f"{expr} IS NULL" if expr else "1"
-                count = _count(conn, source, where)
-                rowids = [r[0] for r in conn.execute(
-                    f"SELECT rowid FROM {quote(source)} WHERE {where} LIMIT {_SAMPLE_ROWS}")]
-                details.update(blocking_rows=rowids, blocking_count=count, constraint=match.group(0))
-                message += (f"; {count} rows of {source} have no value for {columns[0]} "
-                            f"(rowids {', '.join(map(str, rowids))})")
-            else:
-                cols = [exprs.get(c) or quote(c) for c in columns]
+            if kind == "UNIQUE":
+                cols = [quote(part.strip().split(".", 1)[-1]) for part in subject.split(",")]
                 groups = conn.execute(
-                    f"SELECT {', '.join(cols)}, COUNT(*), group_concat(rowid) FROM {quote(source)} "
+                    f"SELECT {', '.join(cols)}, group_concat({_ROWID}) FROM {rows} "
                     f"WHERE {' AND '.join(c + ' IS NOT NULL' for c in cols)} "
                     f"GROUP BY {', '.join(cols)} HAVING COUNT(*) > 1 LIMIT {_SAMPLE_ROWS}").fetchall()
-                shown = [{"values": list(g[:len(cols)]),
-                          "rowids": sorted(int(x) for x in str(g[-1]).split(","))}
+                shown = [{"values": list(g[:-1]), "rowids": sorted(int(x) for x in str(g[-1]).split(","))}
                          for g in groups]
-                details.update(blocking_rows=shown, constraint=match.group(0))
+                details["blocking_rows"] = shown
                 message += "; rows sharing a value: " + "; ".join(
                     f"{', '.join(map(repr, g['values']))} (rowids {', '.join(map(str, g['rowids']))})"
                     for g in shown)
-        except sqlite3.Error as exc:   # the diagnosis is best effort; the failure itself is known
+            else:
+                if kind == "NOT NULL":
+                    where = f"{quote(subject.split('.', 1)[-1])} IS NULL"
+                else:
+                    checks = _check_expressions(op.sql, subject) if isinstance(op, RebuildTable) else [subject]
+                    where = "NOT (" + " AND ".join(f"({expr})" for expr in checks) + ")"
+                count = conn.execute(f"SELECT COUNT(*) FROM {rows} WHERE {where}").fetchone()[0]
+                rowids = [r[0] for r in conn.execute(
+                    f"SELECT {_ROWID} FROM {rows} WHERE {where} LIMIT {_SAMPLE_ROWS}")]
+                details.update(blocking_rows=rowids, blocking_count=count)
+                message += f"; {count} rows of {op.source} fail it (rowids {', '.join(map(str, rowids))})"
+        except sqlite3.Error as exc:
             log.debug("could not find the blocking rows: %s", exc)
     return message + "; the database is unchanged", details
