@@ -19,7 +19,7 @@ import zmq
 from fluxon import protocol
 from fluxon.errors import (ConfigurationError, ConnectionError, FluxonError, InvalidSession, Timeout,
                            decode_error)
-from fluxon.keys import CurveKeyPair, generate_client_keypair, load_client_keypair
+from fluxon.keys import CurveKeyPair, generate_client_keypair, is_z85_key, load_client_keypair
 from fluxon.security import configure_curve_client
 from fluxon.serialization import dumps, loads_trusted
 
@@ -100,8 +100,13 @@ class BaseClient:
         self.timeout_s = timeout_s
         self.max_message_bytes = max_message_bytes
         self.endpoint = f"tcp://[{host}]:{self.port}" if ":" in host else f"tcp://{host}:{self.port}"
-        self._server_key = server_key.encode("ascii") if isinstance(server_key, str) else server_key
+        if isinstance(server_key, str):
+            server_key = server_key.strip().encode("ascii", "replace")
+        self._server_key = server_key
         if self._server_key is not None:
+            if not is_z85_key(self._server_key):
+                raise ConfigurationError("server_key must be the broker's 40-character Z85 public key "
+                                         "(print it with `fluxon pubkey`)")
             if isinstance(client_key, CurveKeyPair):
                 self._client_pair: CurveKeyPair | None = client_key
             elif client_key is not None:

@@ -151,6 +151,8 @@ def test_plain_mode_refuses_remote_hosts_unless_trusted():
     ConnectionHandler("::1", 8080).close()
     with pytest.raises(ConfigurationError, match="needs server_key"):
         AsyncConnectionHandler("127.0.0.1", 8080, client_key="/nonexistent")
+    with pytest.raises(ConfigurationError, match="40-character"):
+        ConnectionHandler("127.0.0.1", 8080, server_key="not-a-key")
 
 
 def test_timeout_sentinel_and_validation():
