@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from apps import school_v1, school_v2
-from fluxon.database.migrate import introspect
+from fluxon.database.migrate import Renames, diff_schemas, execute_plan, introspect
 from fluxon.database.schema import (apply_schema, current_schema, plan_schema, read_snapshot, render_snapshot,
                                     save_schema, snapshot_path)
 from fluxon.errors import DestructiveMigration, SchemaError
@@ -37,6 +37,18 @@ def rows(db: Path, sql: str) -> list[tuple]:
     conn = sqlite3.connect(db)
     try:
         return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def write(db: Path, *statements: str | tuple) -> None:
+    """Run statements (text, or (text, params)) on their own connection and commit."""
+    conn = sqlite3.connect(db)
+    try:
+        for statement in statements:
+            sql, params = (statement, ()) if isinstance(statement, str) else statement
+            conn.execute(sql, params)
+        conn.commit()
     finally:
         conn.close()
 
@@ -113,22 +125,15 @@ def test_forward_migration_keeps_every_surviving_value(school, tmp_path):
     assert signature(db) == signature(fresh(tmp_path, schema_dir, 2))
     assert table_sql(db) == table_sql(fresh(tmp_path, schema_dir, 2))
     # the new nullable column and the new table are usable
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("INSERT INTO Student (user_id, full_name, birth_date) VALUES (4, 'Tom', NULL)")
-    conn.execute("INSERT INTO Classroom (name) VALUES ('Lab')")
-    conn.commit()
-    conn.close()
+    write(db, "PRAGMA foreign_keys = ON", "INSERT INTO Student (user_id, full_name, birth_date) VALUES (4, 'Tom', NULL)",
+          "INSERT INTO Classroom (name) VALUES ('Lab')")
     assert current_schema(db)["number"] == 2
 
 
 def test_alternating_between_snapshots_keeps_rows(school, tmp_path):
     schema_dir, db = school
     apply_schema(2, schema_dir, db, force=True)
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE Course SET credits = 5 WHERE id = 10")
-    conn.commit()
-    conn.close()
+    write(db, "UPDATE Course SET credits = 5 WHERE id = 10")
 
     back = apply_schema(1, schema_dir, db, force=True)   # drops Course.credits and Classroom
     assert back["direction"] == "backward"
@@ -151,23 +156,26 @@ def test_alternating_between_snapshots_keeps_rows(school, tmp_path):
 
 
 def test_rebuilding_a_cascade_parent_keeps_the_children(school):
-    """Student and Teacher are rebuilt; Enrollment and Course reference them ON DELETE CASCADE."""
+    """Student and Teacher are rebuilt; Enrollment and Course reference them ON DELETE CASCADE.
+
+    The migrating connection starts with foreign keys ON, as a worker's does: if the engine
+    did not switch them off, dropping the old parent tables would delete every child row.
+    """
     schema_dir, db = school
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA foreign_keys = ON")   # the migration must switch it off, not inherit it
-    conn.close()
-    plan = plan_schema(2, None, schema_dir, db)
-    rebuilt = {op["table"] for op in plan["operations"] if op["kind"] == "rebuild_table"}
-    assert {"Student", "Teacher"} <= rebuilt
-
-    apply_schema(2, schema_dir, db, force=True)
-
-    assert rows(db, "SELECT COUNT(*) FROM Enrollment") == [(3,)]
-    assert rows(db, "SELECT COUNT(*) FROM Course") == [(3,)]
-    conn = sqlite3.connect(db)
+    target = read_snapshot(snapshot_path(schema_dir, 2)).schema()
+    conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
+    renames = Renames()
+    renames.add_column("Student", "full_name", "name")
+    operations = diff_schemas(conn, introspect(conn), target, renames)
+    assert {"Student", "Teacher"} <= {op.table for op in operations if op.kind == "rebuild_table"}
+
+    execute_plan(conn, operations, target)
+
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,), "restored after the migration"
+    assert conn.execute("SELECT COUNT(*) FROM Enrollment").fetchone() == (3,)
+    assert conn.execute("SELECT COUNT(*) FROM Course").fetchone() == (3,)
     conn.execute("DELETE FROM Student WHERE user_id = 2")   # the cascade still works afterwards
-    conn.commit()
     assert conn.execute("SELECT id FROM Enrollment ORDER BY id").fetchall() == [(102,)]
     conn.close()
 
@@ -248,10 +256,7 @@ def test_foreign_key_violations_block_the_migration(school):
     _snapshot_from(schema_dir, 2, 3, ('"capacity" INTEGER NOT NULL DEFAULT 30',
                                       '"capacity" INTEGER NOT NULL DEFAULT 30, "teacher_id" INTEGER '
                                       'NOT NULL DEFAULT 99 REFERENCES "Teacher" ("user_id")'))
-    conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO Classroom (name) VALUES ('Lab')")
-    conn.commit()
-    conn.close()
+    write(db, "INSERT INTO Classroom (name) VALUES ('Lab')")
     before = fingerprint(db)
     with pytest.raises(SchemaError) as failed:
         apply_schema(3, schema_dir, db)
@@ -263,10 +268,7 @@ def test_foreign_key_violations_block_the_migration(school):
 def test_narrowing_with_longer_values_is_destructive(school):
     schema_dir, db = school
     apply_schema(2, schema_dir, db, force=True)
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE Course SET course_name = ? WHERE id = 11", ("G" * 150,))
-    conn.commit()
-    conn.close()
+    write(db, ("UPDATE Course SET course_name = ? WHERE id = 11", ("G" * 150,)))
     with pytest.raises(DestructiveMigration) as refused:
         apply_schema(1, schema_dir, db)
     assert "1 values in Course.course_name are longer than the new VARCHAR(100)" in refused.value.message
@@ -298,10 +300,7 @@ def test_added_column_uses_alter_table_and_keeps_autoincrement(school, tmp_path)
     schema_dir, db = school
     _snapshot_from(schema_dir, 1, 3, ('"date_enrolled" DATE NOT NULL',
                                       '"date_enrolled" DATE NOT NULL, "note" TEXT DEFAULT \'\''))
-    conn = sqlite3.connect(db)
-    conn.execute("DELETE FROM Enrollment WHERE id = 102")   # AUTOINCREMENT must never reuse 102
-    conn.commit()
-    conn.close()
+    write(db, "DELETE FROM Enrollment WHERE id = 102")   # AUTOINCREMENT must never reuse 102
     result = apply_schema(3, schema_dir, db)
     assert [op["kind"] for op in result["operations"]] == ["add_column"]
     assert signature(db) == signature(fresh(tmp_path, schema_dir, 3))
@@ -332,19 +331,13 @@ def test_check_constraint_changes_are_seen_through_the_snapshot_text(school):
     plan = plan_schema(3, None, schema_dir, db)
     assert [op["description"] for op in plan["operations"]] == [
         "rebuild table Course: definition text changes (CHECK, COLLATE or similar); recreate 2 indexes"]
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE Course SET credits = -1 WHERE id IN (11, 12)")
-    conn.commit()
-    conn.close()
+    write(db, "UPDATE Course SET credits = -1 WHERE id IN (11, 12)")
     before = fingerprint(db)
     with pytest.raises(SchemaError) as failed:
         apply_schema(3, schema_dir, db)
     assert "CHECK constraint failed" in failed.value.message
     assert failed.value.details["blocking_rows"] == [11, 12], failed.value.message
     assert fingerprint(db) == before
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE Course SET credits = 0 WHERE credits < 0")
-    conn.commit()
-    conn.close()
+    write(db, "UPDATE Course SET credits = 0 WHERE credits < 0")
     apply_schema(3, schema_dir, db)
     assert rows(db, "SELECT id, credits FROM Course ORDER BY id") == [(10, 3), (11, 0), (12, 0)]
