@@ -200,3 +200,12 @@ def test_worker_admin_jobs_reach_these_functions_and_return_json(tmp_path):
     assert not ok and error["code"] == "schema_error" and "no snapshot 9" in error["message"]
     for answer in (saved, planned, applied, listed, error):
         assert json.loads(json.dumps(answer)) == answer
+
+
+def test_an_edited_latest_snapshot_does_not_block_saving(tmp_path):
+    save_schema(school_v1, tmp_path)
+    path = tmp_path / "schema_00001.sql"
+    path.write_text(path.read_text().replace("VARCHAR(130)", "VARCHAR(131)"))
+    result = save_schema(school_v1, tmp_path)
+    assert result["created"] and result["number"] == 2
+    assert [row.get("problem", "")[:16] for row in list_schemas(tmp_path)] == ["schema_00001.sql", ""]

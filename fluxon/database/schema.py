@@ -186,9 +186,14 @@ def _require_snapshot(schema_dir: str | os.PathLike, number: int) -> Snapshot:
 
 
 def _all_renames(schema_dir: str | os.PathLike) -> Renames:
+    """Rename hints of every readable snapshot in the folder (an edited one is skipped, with a warning)."""
     renames = Renames()
     for number in _snapshot_numbers(schema_dir):
-        snapshot = read_snapshot(snapshot_path(schema_dir, number))
+        try:
+            snapshot = read_snapshot(snapshot_path(schema_dir, number))
+        except SchemaError as exc:
+            log.warning("rename hints of snapshot %d ignored: %s", number, exc.message)
+            continue
         for new, old in snapshot.table_renames:
             renames.add_table(new, old)
         for table, new, old in snapshot.column_renames:
@@ -226,11 +231,15 @@ def save_schema(models: Any, schema_dir: str | os.PathLike) -> dict[str, Any]:
     load_statements(statements)   # refuse to save a snapshot SQLite cannot run
     digest = _digest(statements)
     numbers = _snapshot_numbers(schema_dir)
+    latest = None
     if numbers:
-        latest = read_snapshot(snapshot_path(schema_dir, numbers[-1]))
-        if latest.sha256 == digest:
-            return {"created": False, "number": latest.number, "path": latest.path, "sha256": digest,
-                    "message": f"models unchanged since {Path(latest.path or '').name}; nothing written"}
+        try:
+            latest = read_snapshot(snapshot_path(schema_dir, numbers[-1]))
+        except SchemaError as exc:   # an edited latest snapshot cannot match; save a new one
+            log.warning("%s", exc.message)
+    if latest is not None and latest.sha256 == digest:
+        return {"created": False, "number": latest.number, "path": latest.path, "sha256": digest,
+                "message": f"models unchanged since {Path(latest.path or '').name}; nothing written"}
     number = (numbers[-1] + 1) if numbers else 1
     path = snapshot_path(schema_dir, number)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -336,8 +345,8 @@ def list_schemas(schema_dir: str | os.PathLike, db_path: str | os.PathLike | Non
     return rows
 
 
-def plan_schema(number: int | None, models: Any = None, schema_dir: str | os.PathLike = ".",
-                db_path: str | os.PathLike = "") -> dict[str, Any]:
+def plan_schema(number: int | None, models: Any, schema_dir: str | os.PathLike,
+                db_path: str | os.PathLike) -> dict[str, Any]:
     """What migrating the database to snapshot ``number`` would do, changing nothing.
 
     With ``number=None`` the target is the current ``models`` as they would be saved, which
