@@ -209,3 +209,13 @@ def test_an_edited_latest_snapshot_does_not_block_saving(tmp_path):
     result = save_schema(school_v1, tmp_path)
     assert result["created"] and result["number"] == 2
     assert [row.get("problem", "")[:16] for row in list_schemas(tmp_path)] == ["schema_00001.sql", ""]
+
+
+def test_a_file_that_is_not_a_database_gives_a_schema_error(tmp_path):
+    save_schema(school_v1, tmp_path / "schema")
+    db = tmp_path / "db.sqlite3"
+    db.write_bytes(b"this is not an SQLite database, just text" * 100)
+    with pytest.raises(SchemaError, match="not a database"):
+        apply_schema(1, tmp_path / "schema", db)
+    with pytest.raises(SchemaError, match="not a database"):
+        current_schema(db)

@@ -33,7 +33,8 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,18 +257,28 @@ def save_schema(models: Any, schema_dir: str | os.PathLike) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the live database
 
-def _connect(db_path: str | os.PathLike, *, create: bool) -> sqlite3.Connection:
-    """Open the database in autocommit mode; without ``create`` a missing file reads as empty."""
-    if not create and not Path(db_path).exists():
-        return sqlite3.connect(":memory:", isolation_level=None)
+@contextmanager
+def _database(db_path: str | os.PathLike, *, create: bool) -> Iterator[sqlite3.Connection]:
+    """The database in autocommit mode, closed afterwards; SQLite errors become SchemaError.
+
+    Without ``create`` a missing file reads as an empty database and is not created.
+    """
     try:
-        conn = sqlite3.connect(os.fspath(db_path), isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA cache_size = -131072")   # 128 MiB: a rebuild touches every page of the table
-        conn.execute("PRAGMA threads = 2")             # lets CREATE INDEX sort with a helper thread
-        return conn
+        if not create and not Path(db_path).exists():
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+        else:
+            conn = sqlite3.connect(os.fspath(db_path), isolation_level=None, timeout=30.0)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA cache_size = -131072")   # 128 MiB: a rebuild touches every page of the table
+            conn.execute("PRAGMA threads = 2")             # lets CREATE INDEX sort with a helper thread
     except sqlite3.Error as exc:
         raise SchemaError(f"cannot open database {db_path}: {exc}") from exc
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        raise SchemaError(f"database {db_path}: {exc}; nothing was changed") from exc
+    finally:
+        conn.close()
 
 
 def _history(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -283,11 +294,8 @@ def _history(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 def current_schema(db_path: str | os.PathLike) -> dict[str, Any] | None:
     """The snapshot the database is on (number, sha256, applied_at, ...), or None if unrecorded."""
-    conn = _connect(db_path, create=False)
-    try:
+    with _database(db_path, create=False) as conn:
         history = _history(conn)
-    finally:
-        conn.close()
     return history[-1] if history else None
 
 
@@ -364,11 +372,8 @@ def plan_schema(number: int | None, models: Any, schema_dir: str | os.PathLike,
     else:
         statements = _require_snapshot(schema_dir, number).statements
     target = load_statements(statements)[0]
-    conn = _connect(db_path, create=False)
-    try:
+    with _database(db_path, create=False) as conn:
         operations, current = _plan(conn, schema_dir, target, renames)
-    finally:
-        conn.close()
     return _plan_data(number, _digest(statements), operations, current)
 
 
@@ -398,8 +403,7 @@ def apply_schema(number: int, schema_dir: str | os.PathLike, db_path: str | os.P
     snapshot = _require_snapshot(schema_dir, number)
     target = snapshot.schema()
     renames = _all_renames(schema_dir)
-    conn = _connect(db_path, create=not dry_run)
-    try:
+    with _database(db_path, create=not dry_run) as conn:
         operations, current = _plan(conn, schema_dir, target, renames)
         result = _plan_data(number, snapshot.sha256, operations, current)
         if dry_run:
@@ -438,8 +442,6 @@ def apply_schema(number: int, schema_dir: str | os.PathLike, db_path: str | os.P
         result.update(backup=backup, message=(f"migrated to schema {number} ({len(operations)} operations)"
                                               + (f"; backup: {backup}" if backup else "")))
         return result
-    finally:
-        conn.close()
 
 
 def update_schema(db_path: str | os.PathLike, schema_dir: str | os.PathLike, number: int, *,
