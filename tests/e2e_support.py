@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
 from support import REPO_ROOT, ProcessGroup, fluxon_argv, free_port
+
+# The test applications are imported as ``tests.apps.*``, the name worker processes load them by
+# (they run with the repository root as their current directory); plain ``pytest`` does not put
+# the repository root on sys.path by itself.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 APP = "tests.apps.echo_app:router"
 HEARTBEAT = "0.1"

@@ -12,6 +12,8 @@ from fluxon.errors import (BadRequest, RouteNotFound, SerializationError, Unauth
                            ValidationError, ViewError, decode_error)
 from fluxon.serialization import dumps, loads_trusted
 from fluxon.worker.execution import STATUS_ERROR, STATUS_OK, ViewRunner
+
+import e2e_support  # noqa: F401  (puts the repository root on sys.path for tests.apps)
 from tests.apps.echo_app import router
 
 
