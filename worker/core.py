@@ -9,8 +9,10 @@ Life of a worker (Paranoid Pirate, see docs/protocol.md section 4.7):
 3. send HEARTBEAT every interval; when the broker is silent for
    ``interval * liveness`` or says DISCONNECT, close the socket and reconnect
    with exponential backoff, then READY again (a restarted broker is survived);
-4. on SIGTERM/SIGINT answer new work with ``Unavailable``, finish in-flight
-   requests within ``shutdown_timeout_s``, send DISCONNECT and return 0.
+4. on SIGTERM/SIGINT take no new work, finish in-flight requests within
+   ``shutdown_timeout_s``, answer the requests that arrived meanwhile with
+   ``Unavailable`` (holding them until then keeps the broker from sending more
+   than our credit), send DISCONNECT and return 0.
 
 The socket is watched through its ``zmq.FD`` (edge-triggered) with
 ``loop.add_reader`` and drained until ``zmq.Again``, also after each send.
@@ -117,6 +119,7 @@ class Worker:
         self._in_flight: set[tuple] = set()   # (generation, job_id) and admin tags not answered yet
         self._idle: asyncio.Event | None = None
         self._admin_tasks: set[asyncio.Task] = set()
+        self._held: list[int] = []   # job ids that arrived while stopping
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._last_recv = 0.0
@@ -291,8 +294,9 @@ class Worker:
 
     def _start_job(self, job: protocol.WorkerRequest) -> None:
         if self._stopping:
-            body = encode_error(Unavailable("the worker is shutting down"))
-            self._send(protocol.encode_worker_reply(job.job_id, STATUS_ERROR, body))
+            # Not run, and not answered yet: holding it keeps its credit, so the broker sends us
+            # no more than our credit while in-flight requests finish (answered at goodbye).
+            self._held.append(job.job_id)
             return
         payload = job.payload if isinstance(job.payload, bytes) else bytes(job.payload)
         tag = (self._generation, job.job_id)
@@ -356,5 +360,10 @@ class Worker:
             except asyncio.TimeoutError:
                 log.warning("stopping: %d request(s) did not finish in time and are abandoned",
                             len(self._in_flight))
+        if self._held:
+            log.info("stopping: %d request(s) that arrived meanwhile are answered Unavailable", len(self._held))
+            body = encode_error(Unavailable("the worker is shutting down; send the request again"))
+            for job_id in self._held:
+                self._send(protocol.encode_worker_reply(job_id, STATUS_ERROR, body))
         self._send(protocol.encode_disconnect())
         log.info("said goodbye to the broker")
