@@ -341,3 +341,25 @@ def test_check_constraint_changes_are_seen_through_the_snapshot_text(school):
     write(db, "UPDATE Course SET credits = 0 WHERE credits < 0")
     apply_schema(3, schema_dir, db)
     assert rows(db, "SELECT id, credits FROM Course ORDER BY id") == [(10, 3), (11, 0), (12, 0)]
+
+
+def test_a_pure_column_rename_is_done_in_place_and_references_follow(school, tmp_path):
+    """Renaming Teacher's primary key: ALTER TABLE RENAME COLUMN, and Course's foreign key follows."""
+    schema_dir, db = school
+    statements = []
+    for statement in read_snapshot(snapshot_path(schema_dir, 1)).statements:
+        if statement.startswith('CREATE TABLE "Teacher"'):
+            statement = statement.replace('"user_id"', '"account_id"')
+        statements.append(statement.replace('REFERENCES "Teacher" ("user_id")', 'REFERENCES "Teacher" ("account_id")'))
+    snapshot_path(schema_dir, 3).write_text(
+        render_snapshot(3, statements, column_renames=[("Teacher", "account_id", "user_id")]))
+
+    result = apply_schema(3, schema_dir, db)
+    assert [op["description"] for op in result["operations"]] == ["rename column Teacher.user_id to account_id"]
+    assert signature(db) == signature(fresh(tmp_path, schema_dir, 3))
+    assert rows(db, "SELECT account_id, name FROM Teacher ORDER BY 1") == [(1, "Tina"), (4, "Tom")]
+    assert rows(db, "PRAGMA foreign_key_check") == []
+
+    back = apply_schema(1, schema_dir, db)
+    assert [op["kind"] for op in back["operations"]] == ["rename_column"]
+    assert signature(db) == signature(fresh(tmp_path, schema_dir, 1))

@@ -31,18 +31,21 @@ table = st.fixed_dictionaries({
 })
 
 
-def statements(spec: dict) -> list[str]:
+def statements(spec: dict, renamed: str | None = None) -> list[str]:
+    """The snapshot of ``spec``; the column ``renamed`` is called ``<name>_new``."""
+    def sql_name(name: str) -> str:
+        return f"{name}_new" if name == renamed else name
     cols = ['"id" INTEGER NOT NULL PRIMARY KEY']
     for name in NAMES:   # a fixed order, so column i always means the same name
         if name in spec["columns"]:
             c = spec["columns"][name]
-            cols.append(f'"{name}" {c["type"]}' + (" NOT NULL" if c["notnull"] else "")
+            cols.append(f'"{sql_name(name)}" {c["type"]}' + (" NOT NULL" if c["notnull"] else "")
                         + (f' DEFAULT {c["default"]}' if c["default"] else "") + (" UNIQUE" if c["unique"] else ""))
     out = ['CREATE TABLE "t" (' + ", ".join(cols) + ")",
            'CREATE TABLE "child" ("id" INTEGER NOT NULL PRIMARY KEY, '
            '"t_id" INTEGER NOT NULL REFERENCES "t" ("id") ON DELETE CASCADE)']
     if spec["index"] in spec["columns"]:
-        out.append(f'CREATE INDEX "idx_t_{spec["index"]}" ON "t" ("{spec["index"]}")')
+        out.append(f'CREATE INDEX "idx_t_{spec["index"]}" ON "t" ("{sql_name(spec["index"])}")')
     return out
 
 
@@ -55,13 +58,17 @@ def fingerprint(db: Path) -> str:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(before=table, after=table, rows=st.integers(min_value=0, max_value=6))
-def test_migration_reaches_the_target_or_changes_nothing(before, after, rows):
+@given(before=table, after=table, rows=st.integers(min_value=0, max_value=6),
+       rename=st.sampled_from([None, *NAMES]))
+def test_migration_reaches_the_target_or_changes_nothing(before, after, rows, rename):
+    if rename not in before["columns"] or rename not in after["columns"]:
+        rename = None   # only a column on both sides can be renamed (with a hint)
     with tempfile.TemporaryDirectory() as tmp:
         schema_dir, db = Path(tmp) / "schema", Path(tmp) / "db.sqlite3"
         schema_dir.mkdir()
         snapshot_path(schema_dir, 1).write_text(render_snapshot(1, statements(before)))
-        snapshot_path(schema_dir, 2).write_text(render_snapshot(2, statements(after)))
+        hints = [("t", f"{rename}_new", rename)] if rename else []
+        snapshot_path(schema_dir, 2).write_text(render_snapshot(2, statements(after, rename), column_renames=hints))
         apply_schema(1, schema_dir, db)
         conn = sqlite3.connect(db)
         names = [n for n in NAMES if n in before["columns"]]
@@ -85,7 +92,7 @@ def test_migration_reaches_the_target_or_changes_nothing(before, after, rows):
             assert fingerprint(db) == unchanged
             event("refused: " + str(exc.details.get("constraint", "other"))[:30])
             return
-        event("migrated")
+        event("migrated" + (" with a rename" if rename else ""))
 
         fresh = Path(tmp) / "fresh.sqlite3"
         conn = sqlite3.connect(fresh)
@@ -98,6 +105,7 @@ def test_migration_reaches_the_target_or_changes_nothing(before, after, rows):
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         for n in names:
             if n in after["columns"] and AFFINITY[after["columns"][n]["type"]] == AFFINITY[before["columns"][n]["type"]]:
-                got = dict(conn.execute(f'SELECT "id", "{n}" FROM "t"').fetchall())
+                column = f"{n}_new" if n == rename else n
+                got = dict(conn.execute(f'SELECT "id", "{column}" FROM "t"').fetchall())
                 assert got == {i: old_rows[i][names.index(n)] for i in old_rows}
         conn.close()

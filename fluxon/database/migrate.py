@@ -46,6 +46,7 @@ __all__ = [
     "CreateTable",
     "DropTable",
     "RenameTable",
+    "RenameColumn",
     "AddColumn",
     "RebuildTable",
     "CreateIndex",
@@ -346,26 +347,46 @@ def _rename_in_create(sql: str, new_name: str) -> str:
     return sql[:name_start] + quote(new_name) + sql[name_end:]
 
 
-def _normalized(text: str, renamed: dict[str, str] | None = None) -> str:
-    """Tokens joined by single spaces, renamed tables given their new names.
+def _renamed_token(token: str, mapping: dict[str, str]) -> str:
+    name = _unquote(token)
+    if name not in mapping or token[:1] == "'":
+        return token
+    new = mapping[name]
+    return {'"': quote(new), "`": f"`{new}`", "[": f"[{new}]"}.get(token[:1], new)
 
-    Two texts that differ only in layout, or in references to a table that the migration
-    renames (SQLite rewrites those), normalize to the same string.
+
+def _normalized(text: str, renamed: dict[str, str] | None = None,
+                parent_columns: dict[str, dict[str, str]] | None = None) -> str:
+    """Tokens joined by single spaces, with the names the migration renames replaced.
+
+    Two texts that differ only in layout, or in names a rename changes (SQLite rewrites
+    every reference), normalize to the same string. ``renamed`` maps names anywhere in the
+    text; ``parent_columns`` maps (new) table -> {old column: new column} inside the column
+    list of a ``REFERENCES table (...)`` clause.
     """
-    renamed = renamed or {}
+    renamed, parent_columns = renamed or {}, parent_columns or {}
+    tokens = [token for token, _start, _end in _scan_tokens(text)]
     out = []
-    for token, _start, _end in _scan_tokens(text):
-        name = _unquote(token)
-        if name in renamed and token[:1] != "'":
-            new = renamed[name]
-            token = {'"': quote(new), "`": f"`{new}`", "[": f"[{new}]"}.get(token[:1], new)
+    i = 0
+    while i < len(tokens):
+        token = _renamed_token(tokens[i], renamed)
         out.append(token)
+        i += 1
+        if token.upper() == "REFERENCES" and i < len(tokens):
+            parent = renamed.get(_unquote(tokens[i]), _unquote(tokens[i]))
+            out.append(_renamed_token(tokens[i], renamed))
+            i += 1
+            if i < len(tokens) and tokens[i] == "(":
+                while i < len(tokens) and tokens[i] != ")":
+                    out.append(_renamed_token(tokens[i], parent_columns.get(parent, {})))
+                    i += 1
     return " ".join(out)
 
 
-def _definitions(sql: str, renamed: dict[str, str] | None = None) -> list[str]:
+def _definitions(sql: str, renamed: dict[str, str] | None = None,
+                 parent_columns: dict[str, dict[str, str]] | None = None) -> list[str]:
     """The normalized column and constraint definitions of a CREATE TABLE text."""
-    return [_normalized(part, renamed) for part in _create_table_parts(sql)[2]]
+    return [_normalized(part, renamed, parent_columns) for part in _create_table_parts(sql)[2]]
 
 
 def _check_expressions(sql: str, subject: str) -> list[str]:
@@ -464,6 +485,19 @@ class RenameTable(Operation):
 
     def statements(self) -> list[str]:
         return [f"ALTER TABLE {quote(self.old)} RENAME TO {quote(self.table)}"]
+
+
+@dataclass
+class RenameColumn(Operation):
+    kind: ClassVar[str] = "rename_column"
+    old: str = ""
+    new: str = ""
+
+    def describe(self) -> str:
+        return f"rename column {self.table}.{self.old} to {self.new}"
+
+    def statements(self) -> list[str]:
+        return [f"ALTER TABLE {quote(self.table)} RENAME COLUMN {quote(self.old)} TO {quote(self.new)}"]
 
 
 @dataclass
@@ -686,20 +720,46 @@ def _rebuild(conn: sqlite3.Connection, diff: _TableDiff, source_name: str, chang
     return op
 
 
-def _same_text(recorded: str | None, target: str | None, table_sql: bool, renamed: dict[str, str]) -> bool:
+def _same_text(recorded: str | None, target: str | None, table_sql: bool, renamed: dict[str, str],
+               parent_columns: dict[str, dict[str, str]] | None = None) -> bool:
     """Compare two snapshots' CREATE texts (the table's own name aside); unknown text counts as same."""
     if recorded is None or target is None:
         return True
     if table_sql:
-        return _definitions(recorded, renamed) == _definitions(target)
+        return _definitions(recorded, renamed, parent_columns) == _definitions(target)
     return _normalized(recorded, renamed) == _normalized(target)
 
 
-def _after_renames(table: Table, target_name_of: dict[str, str]) -> Table:
-    """``table`` as it will be once renamed tables are renamed: SQLite rewrites references to them."""
-    fks = tuple(sorted((replace(fk, parent=target_name_of.get(fk.parent, fk.parent)) for fk in table.foreign_keys),
-                       key=repr))
-    return replace(table, foreign_keys=fks)
+def _renamed_columns(columns: Sequence, mapping: dict[str, str]) -> tuple:
+    return tuple(mapping.get(name, name) if name is not None else None for name in columns)
+
+
+def _after_renames(table: Table, target_name_of: dict[str, str],
+                   column_renames: dict[str, dict[str, str]]) -> Table:
+    """``table`` as SQLite will show it once tables and columns are renamed.
+
+    ALTER TABLE RENAME (COLUMN) rewrites every reference, so a foreign key to a renamed table
+    or column follows it; ``column_renames`` maps target table -> {old column: new column}.
+    """
+    fks = []
+    for fk in table.foreign_keys:
+        parent = target_name_of.get(fk.parent, fk.parent)
+        fks.append(replace(fk, parent=parent,
+                           parent_columns=_renamed_columns(fk.parent_columns, column_renames.get(parent, {}))))
+    return replace(table, foreign_keys=tuple(sorted(fks, key=repr)))
+
+
+def _rename_in_place(table: Table, mapping: dict[str, str]) -> Table:
+    """The table as ALTER TABLE RENAME COLUMN leaves it (its own columns, keys and indexes)."""
+    def cols(entries: tuple) -> tuple:
+        return tuple((mapping.get(c, c) if c is not None else None, desc, coll) for c, desc, coll in entries)
+    return replace(
+        table,
+        columns=tuple(replace(col, name=mapping.get(col.name, col.name)) for col in table.columns),
+        foreign_keys=tuple(sorted((replace(fk, columns=_renamed_columns(fk.columns, mapping)) for fk in
+                                   table.foreign_keys), key=repr)),
+        constraints=tuple(sorted(((unique, cols(entries)) for unique, entries in table.constraints), key=repr)),
+        indexes={name: replace(idx, columns=cols(idx.columns)) for name, idx in table.indexes.items()})
 
 
 def diff_schemas(conn: sqlite3.Connection, live: Schema, target: Schema, renames: Renames,
@@ -729,19 +789,32 @@ def diff_schemas(conn: sqlite3.Connection, live: Schema, target: Schema, renames
             created.append(CreateTable(name, sql=table.sql or ""))
     rebuilt_tables: set[str] = set()
     target_name_of = {old: new for new, old in live_name_of.items()}
-    for name, live_name in live_name_of.items():
-        live_table, target_table = _after_renames(live.tables[live_name], target_name_of), target.tables[name]
+    column_renames: dict[str, dict[str, str]] = {}   # tables whose columns are renamed in place
+    renamed_columns: list[Operation] = []
+    for name, live_name in live_name_of.items():   # snapshot order: parents before children
+        live_table = _after_renames(live.tables[live_name], target_name_of, column_renames)
+        target_table = target.tables[name]
         recorded_table = recorded.tables.get(live_name) if recorded else None
         diff = _TableDiff(live_table, target_table, renames)
         text_same = _same_text(recorded_table.sql if recorded_table else None, target_table.sql, True,
-                               target_name_of)
+                               target_name_of, column_renames)
         if live_table.shape() == target_table.shape() and text_same:
             continue
+        if diff.renamed and not diff.added and not diff.dropped:
+            mapping = {old: new for new, old in diff.renamed}
+            if _rename_in_place(live_table, mapping).shape() == target_table.shape() and _same_text(
+                    recorded_table.sql if recorded_table else None, target_table.sql, True,
+                    {**target_name_of, **mapping}, column_renames):
+                column_renames[name] = mapping
+                renamed_columns += [RenameColumn(name, old=old, new=new, source=live_name)
+                                    for new, old in diff.renamed]
+                continue
         if diff.added and diff.appends_only() and (
                 recorded_table is None or recorded_table.sql is None or target_table.sql is None
                 or [d for d in _definitions(target_table.sql)
                     if d not in {_normalized(_column_definition(target_table.sql, c.name) or "")
-                                 for c in diff.added}] == _definitions(recorded_table.sql, target_name_of)):
+                                 for c in diff.added}] == _definitions(recorded_table.sql, target_name_of,
+                                                                       column_renames)):
             added += [AddColumn(name, column=col.name, source=live_name,
                                 definition=_column_definition(target_table.sql, col.name))
                       for col in diff.added]
@@ -755,13 +828,15 @@ def diff_schemas(conn: sqlite3.Connection, live: Schema, target: Schema, renames
     for op in dropped:
         if op.rows:
             op.loss = f"table {op.table} is dropped with {op.rows} rows"
-    drop_indexes, create_indexes = _diff_indexes(live, target, recorded, live_name_of, rebuilt_tables)
-    return renamed + drop_indexes + created + added + rebuilt + dropped + create_indexes
+    drop_indexes, create_indexes = _diff_indexes(live, target, recorded, live_name_of, rebuilt_tables,
+                                                 column_renames)
+    return renamed + renamed_columns + drop_indexes + created + added + rebuilt + dropped + create_indexes
 
 
 def _diff_indexes(live: Schema, target: Schema, recorded: Schema | None, live_name_of: dict[str, str],
-                  rebuilt: set[str]) -> tuple[list[Operation], list[Operation]]:
-    """Named indexes to drop first and to create last (rebuilt tables recreate their own)."""
+                  rebuilt: set[str], column_renames: dict[str, dict[str, str]],
+                  ) -> tuple[list[Operation], list[Operation]]:
+    """Named indexes to drop (after renames) and to create last (rebuilt tables recreate their own)."""
     target_name_of = {old: new for new, old in live_name_of.items()}
     live_indexes = {idx.name: idx for table in live.tables.values() for idx in table.indexes.values()}
     recorded_sql = ({idx.name: idx.sql for table in recorded.tables.values() for idx in table.indexes.values()}
@@ -773,9 +848,12 @@ def _diff_indexes(live: Schema, target: Schema, recorded: Schema | None, live_na
             old = live_indexes.get(idx.name)
             if table.name in rebuilt:
                 continue
+            mapping = column_renames.get(idx.table, {})
             if (old is not None and target_name_of.get(old.table) == idx.table
-                    and Index(old.name, idx.table, old.unique, old.columns, old.partial) == idx
-                    and _same_text(recorded_sql.get(idx.name), idx.sql, False, target_name_of)):
+                    and Index(old.name, idx.table, old.unique,
+                              tuple((mapping.get(c, c) if c else c, d, k) for c, d, k in old.columns),
+                              old.partial) == idx
+                    and _same_text(recorded_sql.get(idx.name), idx.sql, False, {**target_name_of, **mapping})):
                 kept.add(idx.name)
                 continue
             creates.append(CreateIndex(table.name, name=idx.name, sql=idx.sql or "",
