@@ -8,7 +8,9 @@ before anything runs) and know whether they lose data. :func:`execute_plan` runs
 SQLite's generalized ALTER TABLE procedure (https://www.sqlite.org/lang_altertable.html, section 7):
 foreign keys off outside the transaction, ``BEGIN IMMEDIATE``, new table, ``INSERT ... SELECT``
 of the common and renamed columns, drop, rename, recreate the indexes, ``PRAGMA
-foreign_key_check``, commit. Any failure rolls back and names the rows or the constraint.
+foreign_key_check``, commit. Hinted renames that are a table's only change use ALTER TABLE
+RENAME COLUMN, and trailing new columns that SQLite accepts use ALTER TABLE ADD COLUMN; both
+avoid copying the table. Any failure rolls back and names the rows or the constraint.
 
 The CREATE text used for a new or rebuilt table always comes from the snapshot, never from the
 live ``sqlite_master``.
