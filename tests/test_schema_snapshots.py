@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from apps import school_v1, school_v2
+from fluxon.database import models as Models
 from fluxon.cli import main
 from fluxon.database.schema import (apply_schema, current_schema, list_schemas, read_snapshot, save_schema,
                                     snapshot_path)
@@ -219,3 +220,40 @@ def test_a_file_that_is_not_a_database_gives_a_schema_error(tmp_path):
         apply_schema(1, tmp_path / "schema", db)
     with pytest.raises(SchemaError, match="not a database"):
         current_schema(db)
+
+
+class Maker(Models.Model):
+    name = Models.CharField(max_length=20)
+
+
+class Gadget(Models.Model):
+    label = Models.CharField(max_length=20)
+    maker = Models.ForeignKey(to_table=Maker, on_delete=Models.CASCADE)
+
+
+class Widget(Models.Model):
+    """Gadget renamed, with two of its fields renamed: hints written by saveschema."""
+    title = Models.CharField(max_length=20, renamed_from="label")
+    producer = Models.ForeignKey(to_table=Maker, on_delete=Models.CASCADE, renamed_from="maker")
+
+    class Meta:
+        renamed_from = "Gadget"
+
+
+def test_model_rename_hints_are_saved_and_move_the_data(tmp_path):
+    schema_dir, db = tmp_path / "schema", tmp_path / "db.sqlite3"
+    save_schema([Maker, Gadget], schema_dir)
+    saved = save_schema([Maker, Widget], schema_dir)
+    snapshot = read_snapshot(saved["path"])
+    assert snapshot.table_renames == [("Widget", "Gadget")]
+    assert snapshot.column_renames == [("Widget", "title", "label"), ("Widget", "producer_id", "maker_id")]
+    apply_schema(1, schema_dir, db)
+    conn = sqlite3.connect(db)
+    conn.executescript("""INSERT INTO Maker (id, name) VALUES (1, 'acme');
+                          INSERT INTO Gadget (id, label, maker_id) VALUES (7, 'rocket', 1);""")
+    conn.close()
+    result = apply_schema(2, schema_dir, db)
+    assert not result["destructive"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT id, title, producer_id FROM Widget").fetchall() == [(7, "rocket", 1)]
+    conn.close()
