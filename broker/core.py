@@ -173,6 +173,8 @@ class Broker:
             self._monitors = {self.frontend.get_monitor_socket(zmq.EVENT_DISCONNECTED): "frontend",
                               self.backend.get_monitor_socket(zmq.EVENT_DISCONNECTED): "backend"}
         except BaseException:
+            if self._sessions is not None:
+                self._sessions.close()
             self._close()
             raise
         if config.keys is None:
