@@ -98,7 +98,9 @@ def test_a_silent_worker_is_removed_and_its_jobs_get_worker_lost(procs, zctx) ->
 
 
 def test_an_idempotent_job_of_a_lost_worker_runs_on_another(procs, zctx) -> None:
-    broker = start_broker(procs, *FAST)
+    # A long liveness window keeps the idle spare registered on a loaded machine; the closed
+    # worker is found at the next heartbeat anyway (the send to it fails: ROUTER_MANDATORY).
+    broker = start_broker(procs, "--heartbeat-interval-s", "0.1", "--heartbeat-liveness", "30")
     doomed = FakeWorker(zctx, broker.backend, idempotent=("echo",))
     broker.wait_workers(1)
     spare = FakeWorker(zctx, broker.backend, idempotent=("echo",))
