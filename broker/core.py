@@ -44,9 +44,9 @@ log = logging.getLogger("fluxon.broker")
 
 #: Messages taken from one socket per wake-up before the others get their turn.
 _DRAIN_LIMIT = 512
-#: Dropped messages logged per window; the rest are counted and summarised.
-_DROP_LOG_LIMIT = 20
-_DROP_LOG_WINDOW_S = 10.0
+#: Lines a flood-prone log (drops, closed connections) writes per window; the rest are summarised.
+_LOG_LIMIT = 20
+_LOG_WINDOW_S = 10.0
 _RATE_WINDOW_S = 5.0
 #: The session context sent when sessions are off, by debug flag.
 _ANONYMOUS_CONTEXT = {
@@ -81,6 +81,26 @@ def _recv_message(sock: zmq.Socket) -> tuple[RoutingId, list | None]:
     if not sock.getsockopt(zmq.RCVMORE):
         return routing_id, None
     return routing_id, _recv_rest(sock)
+
+
+class _ThrottledLog:
+    """At most _LOG_LIMIT lines per _LOG_WINDOW_S, then one summary line: input from the network
+    (garbage, connection churn) must not be able to fill the broker's log."""
+
+    def __init__(self, what: str, level: int = logging.WARNING) -> None:
+        self.what, self.level = what, level
+        self.window_start, self.count = 0.0, 0
+
+    def log(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.window_start > _LOG_WINDOW_S:
+            if self.count > _LOG_LIMIT:
+                log.log(self.level, "%d more %s in the last %.0f s", self.count - _LOG_LIMIT, self.what,
+                        _LOG_WINDOW_S)
+            self.window_start, self.count = now, 0
+        self.count += 1
+        if self.count <= _LOG_LIMIT:
+            log.log(self.level, message, *args)
 
 
 def _error_code(body: Any) -> str:
@@ -145,9 +165,9 @@ class Broker:
         self._requests_total = 0
         self._rate_samples: deque[tuple[float, int]] = deque()
         self.error_counts: Counter[str] = Counter()
-        self._drops_in_window = 0
+        self._drop_log = _ThrottledLog("malformed messages dropped")
+        self._disconnect_log = _ThrottledLog("connections closed", logging.INFO)
         self._monitors: dict[zmq.Socket, str] = {}
-        self._drop_window_start = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -475,17 +495,9 @@ class Broker:
         self._pump()
 
     def _dropped(self, socket_name: str, peer: RoutingId, why: str) -> None:
-        """Log a dropped message, at most _DROP_LOG_LIMIT lines per window (a flood cannot fill the log)."""
+        """Count and log a dropped message (throttled: a flood cannot fill the log)."""
         self.error_counts["dropped"] += 1
-        now = time.monotonic()
-        if now - self._drop_window_start > _DROP_LOG_WINDOW_S:
-            if self._drops_in_window > _DROP_LOG_LIMIT:
-                log.warning("%d more malformed messages dropped in the last window",
-                            self._drops_in_window - _DROP_LOG_LIMIT)
-            self._drop_window_start, self._drops_in_window = now, 0
-        self._drops_in_window += 1
-        if self._drops_in_window <= _DROP_LOG_LIMIT:
-            log.warning("dropped malformed message on %s from %s: %s", socket_name, peer.hex(), why)
+        self._drop_log.log("dropped malformed message on %s from %s: %s", socket_name, peer.hex(), why)
 
     def _drain_monitor(self, monitor: zmq.Socket, name: str) -> None:
         """Log connections libzmq closed: a peer left, or sent a message over max_message_bytes."""
@@ -495,9 +507,10 @@ class Broker:
             except zmq.Again:
                 return
             self.error_counts["disconnects"] += 1
-            log.info("connection closed on %s socket (%s): peer left or sent a message over "
-                     "max_message_bytes=%d", name, event.get("endpoint", b"").decode(errors="replace"),
-                     self.config.max_message_bytes)
+            self._disconnect_log.log("connection closed on %s socket (%s): peer left or sent a message over "
+                                     "max_message_bytes=%d", name,
+                                     event.get("endpoint", b"").decode(errors="replace"),
+                                     self.config.max_message_bytes)
 
     def _drain_wake(self) -> None:
         while True:
