@@ -175,7 +175,7 @@ class Request:
         self.debug = debug
         self._db = db
         self._change: dict[str, Any] = {}
-        self._initial_session = _session_json(self.session)
+        self._initial_session = _session_json(self.session) if self.session else _EMPTY_SESSION
 
     @classmethod
     def from_context(cls, route: str, payload: Any, context: Mapping[str, Any], db: Any = None) -> "Request":
@@ -234,12 +234,15 @@ class Request:
         value JSON cannot represent.
         """
         change = dict(self._change)
-        current = _session_json(self.session)
+        current = _session_json(self.session) if self.session else _EMPTY_SESSION
         if current != self._initial_session:
             change["data"] = self.session
         if not change:
             return b""
         return json.dumps(change, separators=(",", ":")).encode()
+
+
+_EMPTY_SESSION = "{}"
 
 
 def _session_json(session: dict[str, Any]) -> str:

@@ -46,6 +46,9 @@ __all__ = ["Worker", "WorkerConfig", "open_database", "keys_for"]
 
 log = logging.getLogger("fluxon.worker")
 
+# Plain ints: pyzmq's enum flag arithmetic costs about a microsecond per call on the hot path.
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+
 if (STATUS_OK, STATUS_ERROR) != (protocol.STATUS_OK, protocol.STATUS_ERROR):  # pragma: no cover
     raise ImportError("fluxon.worker.execution's status codes disagree with fluxon.protocol")
 
@@ -240,14 +243,14 @@ class Worker:
         if sock is None:
             return
         try:
-            sock.send_multipart(frames, zmq.NOBLOCK, copy=len(frames) == 1)
+            sock.send_multipart(frames, _NOBLOCK, copy=len(frames) == 1)
         except zmq.Again:
             (log.debug if quiet else log.warning)("no connection to the broker or its queue is full; "
                                                   "message dropped")
         except zmq.ZMQError as exc:
             log.warning("cannot send to the broker: %s", exc)
         # The FD is edge-triggered: a send may have consumed the readiness edge.
-        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if sock.getsockopt(_EVENTS) & _POLLIN:
             self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
@@ -255,7 +258,9 @@ class Worker:
         while self._sock is not None:
             sock = self._sock
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
+                    return
+                frames = sock.recv_multipart(_NOBLOCK, copy=True)
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
