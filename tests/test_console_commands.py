@@ -129,3 +129,17 @@ def test_console_lines_survive_typos_and_stop_ends_the_broker(procs, tmp_path, c
     assert execute_line(session, "stop") is False
     wait_gone(broker.pid)
     assert broker.wait(5) == 0
+
+
+@pytest.mark.parametrize("words, prefix, expected", [
+    ([], "st", ["status", "stop"]),
+    ([], "update", ["updateschema"]),
+    (["sessions"], "", ["--json", "kill"]),
+    (["debug"], "o", ["off", "on"]),
+    (["log-level"], "W", ["WARNING"]),
+    (["updateschema"], "--d", ["--dry-run"]),
+])
+def test_tab_completion_offers_commands_choices_and_options(words, prefix, expected):
+    from fluxon.console import _Completer, console_group
+
+    assert _Completer(console_group).candidates(words, prefix) == sorted(expected)
