@@ -37,7 +37,7 @@ from typing import Any, Protocol, TextIO
 import click
 
 from fluxon.console_render import render_rows, render_sessions, render_status, render_value
-from fluxon.errors import FluxonError
+from fluxon.errors import ConnectionError as FluxonConnectionError, FluxonError, Timeout
 
 __all__ = [
     "DEFAULT_CONTROL_ENDPOINT",
@@ -126,8 +126,6 @@ pass_console = click.make_pass_decorator(Console)
 
 
 def _describe_failure(exc: FluxonError, transport: ControlTransport) -> str:
-    from fluxon.errors import ConnectionError as FluxonConnectionError, Timeout
-
     if isinstance(exc, (Timeout, FluxonConnectionError)):
         return (f"no answer from {transport.describe()}: {exc.message} "
                 "(is the broker running, and is this the deployment's private key?)")
@@ -272,7 +270,8 @@ def help_command(context: click.Context, command: str | None) -> None:
     """Show the commands, or one command's options."""
     parent = context.parent or context
     group = parent.command if isinstance(parent.command, click.Group) else console_group
-    echo = context.find_object(Console).echo if context.find_object(Console) else click.echo
+    shared = context.find_object(Console)
+    echo = shared.echo if shared is not None else click.echo
     if command is None:
         formatter = parent.make_formatter()
         formatter.write_text("Type `help COMMAND` for one command's arguments and options.")
