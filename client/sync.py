@@ -4,14 +4,16 @@ Thread safety: each thread that sends gets its own DEALER socket (ZeroMQ sockets
 must not be shared between threads), created on its first request; the session
 token is shared by all of them. A reply whose request id is not the one the
 thread waits for (a late reply to a request that timed out) is discarded.
-:meth:`ConnectionHandler.close` closes every thread's socket; call it once the
-other threads are done.
+A thread's socket is closed when the thread ends (so a thread per task leaks
+nothing); :meth:`ConnectionHandler.close` closes every socket still open, once
+the other threads are done with the client.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Any
 
 import zmq
@@ -70,12 +72,33 @@ class ConnectionHandler(BaseClient):
             self._ctx.term()
 
     def _thread_link(self) -> _Link:
-        link = getattr(self._local, "link", None)
-        if link is not None and self._links:
-            return link
+        holder = getattr(self._local, "holder", None)
+        if holder is not None and self._links:
+            return holder.link
         with self._links_lock:
             self._check_open()
             link = self._new_link()
             self._links.append(link)
-        self._local.link = link
+        holder = self._local.holder = _LinkHolder(link)
+        # When this thread ends, its thread-local holder is released and the socket with it.
+        weakref.finalize(holder, _release_link, weakref.ref(self), link)
         return link
+
+
+class _LinkHolder:
+    """Lives in one thread's thread-local storage; its end marks the end of the thread's socket."""
+
+    __slots__ = ("link", "__weakref__")
+
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+
+
+def _release_link(client_ref: "weakref.ref[ConnectionHandler]", link: _Link) -> None:
+    client = client_ref()
+    if client is not None:
+        with client._links_lock:
+            if link not in client._links:  # close() got there first
+                return
+            client._links.remove(link)
+    link.close()

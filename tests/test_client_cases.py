@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -11,7 +12,7 @@ from e2e_support import Cluster
 from fluxon.client import USE_CLIENT_DEFAULT, AsyncConnectionHandler, ConnectionHandler
 from fluxon.errors import (ConfigurationError, ConnectionError, RouteNotFound, SerializationError, Timeout,
                            Unauthorized, ValidationError, ViewError)
-from support import process_group
+from support import process_group, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,18 @@ def test_sync_client_is_safe_to_share_between_threads(cluster):
         for thread in threads:
             thread.join(30)
     assert results == {n: [(n, i) for i in range(20)] for n in range(8)}
+
+
+def test_sync_client_closes_the_socket_of_a_thread_that_ended(cluster):
+    with ConnectionHandler("127.0.0.1", cluster.port, timeout_s=10.0) as client:
+        assert client.send_request("echo", "main") == "main"
+        for n in range(5):
+            thread = threading.Thread(target=client.send_request, args=("echo", n))
+            thread.start()
+            thread.join(10)
+        gc.collect()
+        wait_for(lambda: len(client._links) == 1, 5, message="the ended threads' sockets closed")
+        assert client.send_request("echo", "still") == "still"
 
 
 @pytest.mark.parametrize("caller", CLIENTS)
