@@ -7,6 +7,7 @@ import json
 import pickle
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from fluxon.errors import (BadRequest, RouteNotFound, SerializationError, Unauthorized,
                            ValidationError, ViewError, decode_error)
@@ -76,3 +77,26 @@ def test_login_changes_and_login_required(runner):
     assert outcome.status == STATUS_OK
     assert json.loads(outcome.changes) == {"login": 9, "data": {"logins": 1}}
     assert loads_trusted(run(runner, "secret", context={"uid": 9}).body) == "the secret"
+
+
+@pytest.fixture(scope="module")
+def shared_runner():
+    runner = ViewRunner(router, concurrency=2)
+    yield runner
+    runner.shutdown()
+
+
+@settings(max_examples=150, deadline=None)
+@given(route=st.sampled_from(["echo", "whoami", "secret", "nope", ""]) | st.text(max_size=20),
+       context=st.binary(max_size=64) | st.builds(lambda d: json.dumps(d).encode(),
+                                                 st.dictionaries(st.sampled_from(["sid", "uid", "data", "trusted",
+                                                                                  "debug", "peer", "key"]),
+                                                                 st.none() | st.integers() | st.text(max_size=5)
+                                                                 | st.booleans())),
+       payload=st.binary(max_size=64) | st.builds(lambda b: pickle.dumps(b, protocol=5), st.binary(max_size=32)))
+def test_no_request_bytes_can_make_the_runner_raise(shared_runner, route, context, payload):
+    outcome = asyncio.run(shared_runner.run(route, context, payload))
+    assert outcome.status in (STATUS_OK, STATUS_ERROR)
+    if outcome.status == STATUS_ERROR:
+        assert decode_error(outcome.body).code != "protocol_error"  # always a well-formed error body
+
