@@ -12,7 +12,8 @@ from hypothesis import given, settings, strategies as st
 from fluxon.errors import (BadRequest, RouteNotFound, SerializationError, Unauthorized,
                            ValidationError, ViewError, decode_error)
 from fluxon.serialization import dumps, loads_trusted
-from fluxon.worker.execution import STATUS_ERROR, STATUS_OK, ViewRunner
+from fluxon.protocol import STATUS_ERROR, STATUS_OK
+from fluxon.worker.execution import ViewRunner
 
 import e2e_support  # noqa: F401  (puts the repository root on sys.path for tests.apps)
 from tests.apps.echo_app import router

@@ -35,12 +35,13 @@ from typing import Any
 import zmq
 
 from fluxon import protocol
+from fluxon.protocol import STATUS_ERROR, STATUS_OK
 from fluxon.errors import ConfigurationError, ProtocolError, Unavailable, encode_error
 from fluxon.keys import DeploymentKeys, derive_keys, load_private_key
 from fluxon.routing import Router
 from fluxon.security import configure_curve_client
 from fluxon.worker.admin import run_admin
-from fluxon.worker.execution import STATUS_ERROR, STATUS_OK, Outcome, ViewRunner
+from fluxon.worker.execution import Outcome, ViewRunner
 
 __all__ = ["Worker", "WorkerConfig", "open_database", "keys_for"]
 
@@ -48,9 +49,6 @@ log = logging.getLogger("fluxon.worker")
 
 # Plain ints: pyzmq's enum flag arithmetic costs about a microsecond per call on the hot path.
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
-
-if (STATUS_OK, STATUS_ERROR) != (protocol.STATUS_OK, protocol.STATUS_ERROR):  # pragma: no cover
-    raise ImportError("fluxon.worker.execution's status codes disagree with fluxon.protocol")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Running one request: decode, resolve, call the view, encode the answer or the error.
 
-``def`` views run in a thread pool sized by the worker's concurrency; ``async def``
+``def`` views run on threads, as many as the worker's concurrency; ``async def``
 views run on the worker's event loop. Every outcome becomes an :class:`Outcome`
 (status, session changes, body) and nothing a view does can escape as an exception:
 
@@ -24,18 +24,14 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from fluxon.errors import (BadRequest, FluxonError, InternalError, ViewError, encode_error)
+from fluxon.errors import BadRequest, FluxonError, InternalError, ViewError, encode_error
+from fluxon.protocol import STATUS_ERROR, STATUS_OK
 from fluxon.routing import Request, Route, Router
 from fluxon.serialization import dumps, loads_restricted, loads_trusted
 
-__all__ = ["Outcome", "ViewRunner", "STATUS_OK", "STATUS_ERROR"]
+__all__ = ["Outcome", "ViewRunner"]
 
 log = logging.getLogger("fluxon.worker")
-
-# Mirrors fluxon.protocol's STATUS_OK / STATUS_ERROR; the worker checks they agree at import.
-STATUS_OK = 0
-STATUS_ERROR = 1
-
 
 class Outcome(NamedTuple):
     """What goes back to the broker for one request."""
