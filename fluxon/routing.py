@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxon.errors import ConfigurationError, RouteNotFound, SerializationError, Unauthorized
+from fluxon.protocol import MAX_ROUTE_BYTES
 
 __all__ = ["Router", "Route", "Request", "login_required", "load_router"]
 
 View = Callable[["Request"], Any]
 
 _LOGIN_REQUIRED_ATTR = "__fluxon_login_required__"
-_MAX_ROUTE_BYTES = 255
 
 
 def login_required(view: View) -> View:
@@ -107,8 +107,8 @@ class Router:
         """Map ``name`` to ``view``; a name may be mapped only once."""
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"route names must be non-empty strings, got {name!r}")
-        if len(name.encode("utf-8")) > _MAX_ROUTE_BYTES:
-            raise ConfigurationError(f"route name {name[:40]!r}... is longer than {_MAX_ROUTE_BYTES} bytes")
+        if len(name.encode("utf-8")) > MAX_ROUTE_BYTES:
+            raise ConfigurationError(f"route name {name[:40]!r}... is longer than {MAX_ROUTE_BYTES} bytes")
         if not callable(view):
             raise ConfigurationError(f"the view for route {name!r} is not callable: {view!r}")
         if name in self._routes:
