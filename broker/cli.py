@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from typing import Any
 
 import click
@@ -40,12 +41,14 @@ log = logging.getLogger("fluxon.broker")
               help="Requests waiting for a worker before clients get Overloaded.")
 @click.option("--max-message-bytes", type=click.IntRange(min=1024), default=64 * 1024 * 1024, show_default=True,
               help="Largest message accepted on any socket; libzmq closes a connection that sends more.")
+@click.option("--console/--no-console", default=None,
+              help="Interactive console on stdin (default: on when stdin is this job's terminal).")
 @click.option("--debug", is_flag=True, help="Send remote tracebacks in error replies; log at DEBUG.")
 def broker_command(frontend: str, backend: str, control: str, key_file: str | None, insecure: bool,
                    insecure_bind_anywhere: bool, allow_clients_dir: str | None,
                    trusted_clients_dir: str | None, sessions_path: str | None, heartbeat_interval_s: float,
                    heartbeat_liveness: int, max_queue: int, max_message_bytes: int,
-                   debug: bool) -> None:
+                   console: bool | None, debug: bool) -> None:
     """Run the broker: route client requests to workers, own sessions, answer the control socket."""
     from fluxon.keys import derive_keys, load_private_key
 
@@ -76,6 +79,14 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
         raise click.ClickException(exc.message) from exc
     if insecure:
         click.echo("WARNING: fluxon broker runs INSECURE (no encryption, no authentication)", err=True)
+    if console is None:
+        from fluxon.console import stdin_is_interactive
+        console = stdin_is_interactive()
+    if console:
+        if broker.control_endpoint is None:
+            raise click.UsageError("--console needs the control socket (do not pass --control none)")
+        threading.Thread(target=_console_when_ready, args=(broker, config), name="fluxon-console-start",
+                         daemon=True).start()
 
     def _on_signal(signum: int, frame: Any) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
@@ -84,3 +95,11 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     broker.run()
+
+
+def _console_when_ready(broker: Broker, config: BrokerConfig) -> None:
+    """Open the console once the broker logged "broker ready" (the console is a control client)."""
+    from fluxon.console import attach_console
+
+    broker.ready.wait()
+    attach_console(broker.control_endpoint, keys=config.keys)
