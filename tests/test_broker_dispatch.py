@@ -143,3 +143,22 @@ def test_an_unknown_worker_is_told_to_reconnect_and_ready_registers_it(procs, zc
     client.request(5)
     orphan.reply(orphan.recv_job(), b"back")
     assert client.reply().body == b"back"
+
+
+def test_the_broker_heartbeats_its_workers(procs, zctx) -> None:
+    broker, worker = serving_broker(procs, zctx, *FAST)
+    frames = worker.recv_frames(timeout_s=2)
+    assert isinstance(p.decode_worker_message(frames), p.Heartbeat)
+
+
+def test_a_second_ready_replaces_the_registration_and_settles_its_jobs(procs, zctx) -> None:
+    broker, worker = serving_broker(procs, zctx, credit=2)
+    client = FakeClient(zctx, broker.frontend)
+    client.request(1)
+    worker.recv_job()
+    worker.send_ready()                          # the worker restarted its state: job 1 is gone
+    assert isinstance(client.error(), WorkerLost)
+    client.request(2)
+    worker.reply(worker.recv_job(), b"fresh")
+    assert client.reply().body == b"fresh"
+    assert broker.ctl("status")["workers"] == 1
