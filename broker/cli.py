@@ -35,8 +35,10 @@ log = logging.getLogger("fluxon.broker")
               help="Client keys in this directory may send arbitrary pickled objects.")
 @click.option("--sessions-db", "sessions_path", type=click.Path(dir_okay=False),
               help="SQLite file for sessions (default: memory only).")
-@click.option("--heartbeat-interval-s", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
-@click.option("--heartbeat-liveness", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--heartbeat-interval-s", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Seconds between heartbeats to each worker.")
+@click.option("--heartbeat-liveness", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Missed heartbeat intervals after which a silent worker is removed.")
 @click.option("--max-queue", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="Requests waiting for a worker before clients get Overloaded.")
 @click.option("--max-message-bytes", type=click.IntRange(min=1024), default=64 * 1024 * 1024, show_default=True,
