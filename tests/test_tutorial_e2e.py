@@ -50,6 +50,9 @@ def test_the_tutorial_from_keygen_to_ctl_stop(procs, tmp_path):
     assert 2 in [row["user_id"] for row in sessions["sessions"]]   # the student, still logged in
     table = dep.ctl("workers").stdout
     assert "SERVED" in table and str(workers[0].pid) in table
+    student = next(row["sid"] for row in sessions["sessions"] if row["user_id"] == 2)
+    assert "killed" in dep.ctl("sessions", "kill", student).stdout
+    assert 2 not in [row["user_id"] for row in dep.ctl_json("sessions")["sessions"]]
 
     assert json.loads(dep.ctl("stop", "--json").stdout)["stopping"] is True
     assert broker.wait(15) == 0
