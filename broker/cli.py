@@ -35,6 +35,12 @@ log = logging.getLogger("fluxon.broker")
               help="Client keys in this directory may send arbitrary pickled objects.")
 @click.option("--sessions-db", "sessions_path", type=click.Path(dir_okay=False),
               help="SQLite file for sessions (default: memory only).")
+@click.option("--session-idle-timeout-s", type=click.FloatRange(min=1), default=14 * 86400, show_default=True,
+              help="A session expires when its client has been silent this long.")
+@click.option("--session-lifetime-s", type=click.FloatRange(min=1), default=30 * 86400, show_default=True,
+              help="A session expires this long after it was created or rotated (login/logout).")
+@click.option("--max-sessions", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Sessions kept at most; past it the least recently seen anonymous ones are evicted.")
 @click.option("--heartbeat-interval-s", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
               help="Seconds between heartbeats to each worker.")
 @click.option("--heartbeat-liveness", type=click.IntRange(min=1), default=3, show_default=True,
@@ -48,7 +54,8 @@ log = logging.getLogger("fluxon.broker")
 @click.option("--debug", is_flag=True, help="Send remote tracebacks in error replies; log at DEBUG.")
 def broker_command(frontend: str, backend: str, control: str, key_file: str | None, insecure: bool,
                    insecure_bind_anywhere: bool, allow_clients_dir: str | None,
-                   trusted_clients_dir: str | None, sessions_path: str | None, heartbeat_interval_s: float,
+                   trusted_clients_dir: str | None, sessions_path: str | None, session_idle_timeout_s: float,
+                   session_lifetime_s: float, max_sessions: int, heartbeat_interval_s: float,
                    heartbeat_liveness: int, max_queue: int, max_message_bytes: int,
                    console: bool | None, debug: bool) -> None:
     """Run the broker: route client requests to workers, own sessions, answer the control socket."""
@@ -70,7 +77,8 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
         frontend=frontend, backend=backend, control=None if control.lower() == "none" else control,
         keys=None if insecure else derive_keys(private_key),
         allow_clients_dir=allow_clients_dir, trusted_clients_dir=trusted_clients_dir,
-        sessions_path=sessions_path, heartbeat_interval_s=heartbeat_interval_s,
+        sessions_path=sessions_path, session_idle_timeout_s=session_idle_timeout_s,
+        session_lifetime_s=session_lifetime_s, max_sessions=max_sessions, heartbeat_interval_s=heartbeat_interval_s,
         heartbeat_liveness=heartbeat_liveness, max_queue=max_queue, max_message_bytes=max_message_bytes,
         debug=debug,
         insecure_bind_anywhere=insecure_bind_anywhere)

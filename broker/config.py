@@ -46,6 +46,12 @@ class BrokerConfig:
     #: Session housekeeping: purge expired sessions / persist last-seen times this often.
     session_purge_interval_s: float = 60.0
     session_flush_interval_s: float = 5.0
+    #: A session expires this long after its client was last seen ...
+    session_idle_timeout_s: float = 14 * 86400
+    #: ... and this long after it was created or last rotated (login/logout), whatever its activity.
+    session_lifetime_s: float = 30 * 86400
+    #: Sessions kept at most; past it, the least recently seen anonymous ones are evicted.
+    max_sessions: int = 100_000
 
     @property
     def secure(self) -> bool:
@@ -65,6 +71,8 @@ class BrokerConfig:
             raise ConfigurationError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 1")
         if self.max_queue < 0:
             raise ConfigurationError("max_queue must be >= 0")
+        if self.session_idle_timeout_s <= 0 or self.session_lifetime_s <= 0 or self.max_sessions < 1:
+            raise ConfigurationError("session timeouts must be > 0 and max_sessions >= 1")
         if self.max_message_bytes < 1024:
             raise ConfigurationError("max_message_bytes must be at least 1024")
         if self.keys is None and not self.insecure_bind_anywhere:

@@ -48,11 +48,6 @@ _DRAIN_LIMIT = 512
 _LOG_LIMIT = 20
 _LOG_WINDOW_S = 10.0
 _RATE_WINDOW_S = 5.0
-#: The session context sent when sessions are off, by debug flag.
-_ANONYMOUS_CONTEXT = {
-    flag: b'{"sid":null,"uid":null,"data":{},"peer":"","key":"","trusted":false,"debug":%s}'
-    % (b"true" if flag else b"false") for flag in (False, True)}
-
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's enum flag arithmetic costs ~1 µs a call
@@ -110,16 +105,6 @@ def _error_code(body: Any) -> str:
     except (ValueError, AttributeError, TypeError):
         return "malformed_error"
     return code if isinstance(code, str) and len(code) <= 64 else "malformed_error"
-
-
-def _open_sessions(config: BrokerConfig) -> SessionBridge | None:
-    try:
-        return SessionBridge.open(config)
-    except ModuleNotFoundError as exc:  # the session store module is not installed in this tree yet
-        if exc.name != "fluxon.broker.sessions":
-            raise
-        log.warning("session store unavailable (%s): running without sessions", exc)
-        return None
 
 
 def _metadata(frame: zmq.Frame, secure: bool) -> tuple[str, str]:
@@ -182,7 +167,7 @@ class Broker:
                 from fluxon.security import start_authenticator
                 self._auth = start_authenticator(self._context, config.keys,
                                                  allow_clients_dir=config.allow_clients_dir)
-            self._sessions = _open_sessions(config)
+            self._sessions = SessionBridge.open(config)
             self.frontend, self.frontend_endpoint = bind_frontend(self._context, config)
             self.backend, self.backend_endpoint = bind_backend(self._context, config)
             self.control = None
@@ -253,10 +238,10 @@ class Broker:
                     self._tick(now)
                     for monitor, name in self._monitors.items():  # off the poll set: polled once per tick
                         self._drain_monitor(monitor, name)
-                if self._sessions is not None and now >= next_purge:
+                if now >= next_purge:
                     next_purge = now + self.config.session_purge_interval_s
                     self._sessions.purge()
-                if self._sessions is not None and now >= next_flush:
+                if now >= next_flush:
                     next_flush = now + self.config.session_flush_interval_s
                     self._sessions.flush()
                 if self._admin is not None:
@@ -299,9 +284,7 @@ class Broker:
         client = first.bytes
         if not first.more:
             return client, None, "", ""
-        key = peer = ""
-        if self._sessions is not None:
-            key, peer = _metadata(first, self.config.secure)
+        key, peer = _metadata(first, self.config.secure)
         return client, _recv_rest(sock), key, peer
 
     def _on_client_request(self, client: RoutingId, request: p.ClientRequest, key: str, peer: str) -> None:
@@ -309,14 +292,11 @@ class Broker:
         if self._stopping:
             self._reply_error(client, request.request_id, Unavailable("the broker is shutting down"))
             return
-        session = None
-        context = _ANONYMOUS_CONTEXT[self.config.debug]
-        if self._sessions is not None:
-            try:
-                session, context = self._sessions.resolve(key, request.token, peer)
-            except FluxonError as exc:
-                self._reply_error(client, request.request_id, exc)
-                return
+        try:
+            session, context = self._sessions.resolve(key, request.token, peer)
+        except FluxonError as exc:
+            self._reply_error(client, request.request_id, exc)
+            return
         deadline = time.monotonic() + request.timeout_ms / 1000 if request.timeout_ms else None
         job = Job(self._next_job_id, client, request.request_id, request.route, request.token,
                   request.payload, context, session, deadline)
@@ -430,15 +410,13 @@ class Broker:
         if job is None:
             self._dropped("backend", worker.routing_id, f"REPLY for unknown job {reply.job_id}")
             return
-        token = b""
-        if self._sessions is not None:
-            try:
-                token = self._sessions.settle(job.session, job.token, reply.changes)
-            except FluxonError as exc:
-                log.error("worker %s sent unusable session changes for job %d: %s",
-                          worker.routing_id.hex(), job.job_id, exc)
-                self._reply_error(job.client, job.request_id, exc)
-                return
+        try:
+            token = self._sessions.settle(job.session, job.token, reply.changes)
+        except FluxonError as exc:
+            log.error("worker %s sent unusable session changes for job %d: %s",
+                      worker.routing_id.hex(), job.job_id, exc)
+            self._reply_error(job.client, job.request_id, exc)
+            return
         if reply.status != p.STATUS_OK:
             self.error_counts[_error_code(reply.body)] += 1
         self._send_client(job.client, p.encode_client_reply(job.request_id, reply.status, reply.body,
@@ -642,7 +620,7 @@ class Broker:
             "queue_depth": len(self._queue), "max_queue": self._queue.max_len,
             "requests_total": self._requests_total, "requests_per_s": round(rate, 1),
             "errors": dict(self.error_counts),
-            "sessions": len(self._sessions) if self._sessions is not None else 0,
+            "sessions": len(self._sessions),
             "draining": self._paused, "stopping": self._stopping, "admin_running": self._admin is not None,
             "debug": self.config.debug,
         }

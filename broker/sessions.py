@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxon.errors import BadRequest, ConfigurationError, InternalError, InvalidSession
+from fluxon.errors import BadRequest, ConfigurationError, InternalError, InvalidSession, Overloaded
 from fluxon.security import RejectionLog
 
 __all__ = ["Session", "SessionStore"]
@@ -119,12 +119,15 @@ class SessionStore:
     def __init__(self, path: str | os.PathLike | None, hmac_key: bytes, *,
                  idle_timeout_s: float = 14 * 86400, absolute_lifetime_s: float = 30 * 86400,
                  rotation_grace_s: float = 30.0, max_data_bytes: int = 64 * 1024,
-                 clock: Callable[[], float] = time.time) -> None:
+                 max_sessions: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         if len(hmac_key) < 16:
             raise ConfigurationError("the session HMAC key must have at least 16 bytes "
                                      "(use DeploymentKeys.session_hmac_key)")
         if idle_timeout_s <= 0 or absolute_lifetime_s <= 0:
             raise ConfigurationError("session timeouts must be positive")
+        if max_sessions < 1:
+            raise ConfigurationError("max_sessions must be at least 1")
+        self.max_sessions = max_sessions
         self.path = None if path is None else os.fspath(path)
         self.idle_timeout_s = float(idle_timeout_s)
         self.absolute_lifetime_s = float(absolute_lifetime_s)
@@ -346,10 +349,32 @@ class SessionStore:
                        _issued=issued)
 
     def _create(self, client_key: str, now: float) -> Session:
+        if len(self._by_sid) >= self.max_sessions:
+            self._make_room(now)
         session = self._new_session(client_key, now)
         self._remember(session)
         self._write(session)
         return session
+
+    def _make_room(self, now: float) -> None:
+        """The store is full: purge expired sessions, then evict the least recently seen anonymous ones.
+
+        A client that never presents its token (or mints a new key per connection) gets a new
+        session per request; the bound keeps that from growing the broker without limit, and
+        only anonymous sessions make way, so nobody is logged out by it. A batch of 1% is
+        evicted at once so the scan is not repeated per request.
+        """
+        if self.purge_expired() and len(self._by_sid) < self.max_sessions:
+            return
+        anonymous = sorted((s for s in self._by_sid.values() if s.user_id is None), key=lambda s: s.last_seen)
+        victims = anonymous[:max(1, self.max_sessions // 100)]
+        if not victims:
+            raise Overloaded(f"the session store is full ({self.max_sessions} logged-in sessions)")
+        for session in victims:
+            self._forget(session)
+        self._delete_rows([s.sid for s in victims])
+        self._rejections.warning(("sessions", "evicted"), "session store full: evicted %d anonymous session(s)",
+                                 len(victims))
 
     def _latest_session_of(self, client_key: str, now: float) -> Session | None:
         sid = self._latest_by_key.get(client_key)

@@ -17,10 +17,12 @@ import os
 from typing import Any
 
 from fluxon.broker.config import BrokerConfig
+from fluxon.errors import Unauthorized
 
 __all__ = ["SessionBridge"]
 
 log = logging.getLogger("fluxon.broker")
+_security_log = logging.getLogger("fluxon.security")
 
 
 class SessionBridge:
@@ -41,13 +43,24 @@ class SessionBridge:
         if config.trusted_clients_dir is not None:
             from fluxon.security import KeyDirectory
             trusted = KeyDirectory(config.trusted_clients_dir)
-        return cls(SessionStore(config.sessions_path, hmac_key), config, trusted)
+        store = SessionStore(config.sessions_path, hmac_key, idle_timeout_s=config.session_idle_timeout_s,
+                             absolute_lifetime_s=config.session_lifetime_s, max_sessions=config.max_sessions)
+        return cls(store, config, trusted)
 
     def __len__(self) -> int:
         return len(self._store)
 
     def resolve(self, client_key: str, token: bytes, peer: str) -> tuple[Any, bytes]:
-        """The client's session and the context JSON for the worker; raises InvalidSession."""
+        """The client's session and the context JSON for the worker; raises InvalidSession.
+
+        In secure mode every frontend connection passed ZAP, so a message without a client
+        key means the metadata could not be read: refuse it rather than treat the session
+        token as a bearer token (which is what an empty key means in plain mode).
+        """
+        if not client_key and self._config.secure:
+            _security_log.warning("refused a request without an authenticated client key (peer %s)",
+                                  peer or "unknown")
+            raise Unauthorized("the connection carries no authenticated client key")
         session = self._store.resolve(client_key, token)
         trusted = bool(client_key) and self._trusted is not None and client_key in self._trusted
         return session, session.context(peer, trusted, self._config.debug)

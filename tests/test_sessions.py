@@ -329,3 +329,46 @@ def test_any_mutation_of_a_token_is_refused(data) -> None:
         return
     with pytest.raises(InvalidSession):
         store.resolve(KEY_A, bytes(token))
+
+
+def test_a_full_store_evicts_the_least_recently_seen_anonymous_sessions_only(tmp_path, clock) -> None:
+    store = SessionStore(tmp_path / "full.sqlite3", HMAC_KEY, max_sessions=3, clock=clock)
+    try:
+        logged_in = store.apply_changes(store.resolve("", b""), changes(login=7))
+        clock.now += 10
+        oldest_anonymous = store.resolve("", b"")
+        clock.now += 10
+        newer_anonymous = store.resolve("", b"")
+        clock.now += 10
+        newest = store.resolve("", b"")  # the store was full: one anonymous session makes way
+        assert len(store) == 3
+        with pytest.raises(InvalidSession):
+            store.resolve("", oldest_anonymous.token)
+        for kept in (logged_in, newer_anonymous, newest):
+            assert store.resolve("", kept.token).sid == kept.sid
+    finally:
+        store.close()
+
+
+def test_a_store_full_of_logged_in_sessions_refuses_new_ones(clock) -> None:
+    from fluxon.errors import Overloaded
+
+    store = SessionStore(None, HMAC_KEY, max_sessions=1, clock=clock)
+    store.apply_changes(store.resolve("", b""), changes(login="ada"))
+    with pytest.raises(Overloaded):
+        store.resolve("", b"")
+
+
+def test_secure_bridge_refuses_a_request_without_an_authenticated_key() -> None:
+    from fluxon.broker.config import BrokerConfig
+    from fluxon.broker.sessions_bridge import SessionBridge
+    from fluxon.errors import Unauthorized
+
+    bridge = SessionBridge.open(BrokerConfig(keys=derive_keys(generate_private_key())))
+    try:
+        with pytest.raises(Unauthorized):
+            bridge.resolve("", b"", "127.0.0.1")
+        session, context = bridge.resolve(KEY_A, b"", "127.0.0.1")
+        assert json.loads(context)["key"] == KEY_A and session.client_key == KEY_A
+    finally:
+        bridge.close()
