@@ -402,10 +402,10 @@ def run_console(transport: ControlTransport, *, stdin: TextIO | None = None,
         except KeyboardInterrupt:
             click.echo("\n(type `stop` to stop the broker)")
             continue
+        if interactive:
+            _remember(line, history_file)
         if not execute_line(console, line):
             break
-    if interactive:
-        _save_history(history_file)
 
 
 def _read_line(stdin: TextIO, prompt: str | None) -> str:
@@ -487,11 +487,16 @@ def _setup_readline(history_file: str | Path | None) -> None:
         import readline
     except ImportError:  # not every platform has it; the console still works line by line
         return
+    path = str(_history_path(history_file))
+    readline.set_history_length(1000)
     try:
-        readline.read_history_file(str(_history_path(history_file)))
+        readline.read_history_file(path)
     except OSError:
         pass  # no history yet
-    readline.set_history_length(1000)
+    try:
+        readline.write_history_file(path)  # creates the file (appends need one) and trims it
+    except OSError as exc:
+        logger.debug("console history disabled: %s", exc)
     readline.set_completer(_Completer(console_group).complete)
     readline.set_completer_delims(" \t")
     if "libedit" in (readline.__doc__ or ""):
@@ -500,11 +505,14 @@ def _setup_readline(history_file: str | Path | None) -> None:
         readline.parse_and_bind("tab: complete")
 
 
-def _save_history(history_file: str | Path | None) -> None:
+def _remember(line: str, history_file: str | Path | None) -> None:
+    """Append ``line`` to the history file at once: the broker may exit right after `stop`."""
+    if not line.strip():
+        return
     try:
         import readline
 
-        readline.write_history_file(str(_history_path(history_file)))
+        readline.append_history_file(1, str(_history_path(history_file)))
     except (ImportError, OSError) as exc:
         logger.debug("console history not saved: %s", exc)
 

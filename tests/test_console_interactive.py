@@ -115,6 +115,8 @@ def test_console_on_a_terminal(procs, tmp_path):
         child.expect(pexpect.EOF, timeout=20)
         child.close()
         assert child.exitstatus == 0
+        history = (tmp_path / ".fluxon_history").read_text()
+        assert "updateschema 2" in history and history.rstrip().endswith("stop")
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         wait_gone(child.pid, *(w.pid for w in workers))
