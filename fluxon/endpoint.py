@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -92,7 +93,7 @@ class AsyncServer:
             heartbeat_liveness=self.heartbeat_liveness, debug=self.debug,
             insecure_bind_anywhere=self.insecure_bind_anywhere))
         worker_config = WorkerConfig(
-            connect=self._endpoint(self.backend_port), app=f"{self.router!r}", concurrency=self.concurrency,
+            connect=self._endpoint(self.backend_port), app=self.router.import_path or _script_name(), concurrency=self.concurrency,
             keys=keys, heartbeat_interval_s=self.heartbeat_interval_s,
             heartbeat_liveness=self.heartbeat_liveness, shutdown_timeout_s=self.shutdown_timeout_s,
             debug=self.debug)
@@ -128,6 +129,11 @@ class AsyncServer:
             log.warning("no console: the control socket is disabled")
             return
         attach_console(broker.control_endpoint, keys)
+
+
+def _script_name() -> str:
+    """What a Router defined in a script (``python server.py``) is called in `fluxon ctl workers`."""
+    return f"{os.path.basename(sys.argv[0]) or '__main__'}:router"
 
 
 def _run_broker(broker: Any, supervisor: Supervisor) -> None:

@@ -93,6 +93,9 @@ class Router:
         self.database_path = os.fspath(database_path) if database_path else None
         self.models = models
         self.debug = debug
+        #: Where the application was loaded from (``package.module:router``), set by :func:`load_router`;
+        #: workers announce it so `fluxon ctl workers` says which application each one runs.
+        self.import_path: str | None = None
         self._routes: dict[str, Route] = {}
         self._login_required = set(login_required)
         self._idempotent = set(idempotent)
@@ -279,4 +282,5 @@ def load_router(spec: str) -> Router:
                                      f"(application {spec!r})") from None
     if not isinstance(target, Router):
         raise ConfigurationError(f"{spec!r} is a {type(target).__name__}, not a fluxon.routing.Router")
+    target.import_path = f"{module_name}:{attr}"
     return target

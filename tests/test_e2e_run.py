@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from fluxon.broker.control import send_control_command
 from fluxon.client import ConnectionHandler
 from fluxon.keys import derive_keys, generate_private_key
 from support import REPO_ROOT, fluxon_argv, free_port, pid_alive, wait_for
@@ -31,6 +32,8 @@ def test_fluxon_run_serves_and_leaves_no_orphans(procs, sig):
     assert len(children) == 2
     with ConnectionHandler("127.0.0.1", port, timeout_s=5.0) as client:
         assert client.send_request("pid") in children
+    workers = send_control_command(f"tcp://127.0.0.1:{control}", "workers")
+    assert {row["app"] for row in workers["workers"]} == {"tests.apps.echo_app:router"}
     server.send_signal(sig)
     code = server.wait(20)
     assert code == (0 if sig == signal.SIGINT else -signal.SIGKILL)
