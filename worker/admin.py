@@ -1,27 +1,23 @@
 """ADMIN jobs from the broker: schema snapshots and migrations, run by one worker.
 
-The operations live in :mod:`fluxon.database.schema` (the ORM's); this module only
-dispatches to them through a small table and turns every failure into the error
-dict the ADMIN_REPLY carries. A missing module or operation is an error reply,
-never a crash.
+The operations live in :mod:`fluxon.database.schema`; this module only dispatches
+to them through a small table and turns every failure into the error dict the
+ADMIN_REPLY carries. An unknown operation is an error reply, never a crash.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from fluxon.errors import BadRequest, ConfigurationError, FluxonError, InternalError
+from fluxon.database.schema import apply_router_schema, list_router_schemas, save_router_schema
+from fluxon.errors import BadRequest, FluxonError, InternalError
 from fluxon.routing import Router
 
 __all__ = ["run_admin", "ADMIN_OPERATIONS"]
 
 log = logging.getLogger("fluxon.worker")
-
-_SCHEMA_MODULE = "fluxon.database.schema"
-
 
 def _no_arguments(op: dict[str, Any]) -> dict[str, Any]:
     return {}
@@ -34,11 +30,11 @@ def _update_arguments(op: dict[str, Any]) -> dict[str, Any]:
     return {"number": number, "dry_run": bool(op.get("dry_run")), "force": bool(op.get("force"))}
 
 
-#: op name -> (function of fluxon.database.schema called with the Router, keyword arguments from the op).
-ADMIN_OPERATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-    "saveschema": ("save_router_schema", _no_arguments),
-    "updateschema": ("apply_router_schema", _update_arguments),
-    "schemas": ("list_router_schemas", _no_arguments),
+#: op name -> (schema function called with the Router, its keyword arguments taken from the op).
+ADMIN_OPERATIONS: dict[str, tuple[Callable[..., Any], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "saveschema": (save_router_schema, _no_arguments),
+    "updateschema": (apply_router_schema, _update_arguments),
+    "schemas": (list_router_schemas, _no_arguments),
 }
 
 
@@ -48,16 +44,8 @@ def run_admin(router: Router, op: dict[str, Any]) -> tuple[bool, Any]:
     try:
         if not isinstance(name, str) or name not in ADMIN_OPERATIONS:
             raise BadRequest(f"unknown admin operation {name!r}; known: {sorted(ADMIN_OPERATIONS)}")
-        function_name, arguments = ADMIN_OPERATIONS[name]
-        kwargs = arguments(op)
-        try:
-            schema = importlib.import_module(_SCHEMA_MODULE)
-        except ImportError as exc:
-            raise ConfigurationError(f"{_SCHEMA_MODULE} is not available: {exc}") from exc
-        function = getattr(schema, function_name, None)
-        if function is None:
-            raise ConfigurationError(f"{_SCHEMA_MODULE} has no {function_name}(), needed for {name!r}")
-        result = function(router, **kwargs)
+        function, arguments = ADMIN_OPERATIONS[name]
+        result = function(router, **arguments(op))
     except FluxonError as exc:
         log.warning("admin operation %r failed: %s", name, exc.message)
         return False, exc.to_dict()

@@ -54,7 +54,6 @@ __all__ = [
     "list_schemas",
     "plan_schema",
     "apply_schema",
-    "update_schema",
     "current_schema",
     "save_router_schema",
     "list_router_schemas",
@@ -442,12 +441,6 @@ def apply_schema(number: int, schema_dir: str | os.PathLike, db_path: str | os.P
         result.update(backup=backup, message=(f"migrated to schema {number} ({len(operations)} operations)"
                                               + (f"; backup: {backup}" if backup else "")))
         return result
-
-
-def update_schema(db_path: str | os.PathLike, schema_dir: str | os.PathLike, number: int, *,
-                  dry_run: bool = False, force: bool = False) -> dict[str, Any]:
-    """:func:`apply_schema` with the argument order the worker's ADMIN job uses."""
-    return apply_schema(number, schema_dir, db_path, dry_run=dry_run, force=force)
 
 
 # --------------------------------------------------------------------------- Router conveniences
