@@ -2,17 +2,22 @@
 
 The socket is watched through its ``zmq.FD`` with ``loop.add_reader`` and drained
 until ``zmq.Again``; the FD is edge-triggered, so it is drained after sends too
-(see PERFORMANCE.md: about 3x cheaper than ``zmq.asyncio``). A request that
+(see PERFORMANCE.md: about 3x cheaper than ``zmq.asyncio``), once per loop
+iteration however many requests were sent in it. A request that
 times out leaves the table, so its late reply finds no taker and is discarded.
+Deadlines share one loop timer (see :class:`_Deadlines`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 
+from fluxon import protocol
 from fluxon.client.base import USE_CLIENT_DEFAULT, BaseClient, UseClientDefault, _Link
 from fluxon.errors import ConfigurationError, ConnectionError
 
@@ -20,6 +25,58 @@ __all__ = ["AsyncConnectionHandler"]
 
 # Plain ints: pyzmq's enum flag arithmetic costs about a microsecond per call on the hot path.
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+class _Deadlines:
+    """The deadlines of one client's requests: a heap of ``(deadline, request_id)`` and ONE loop timer.
+
+    A ``call_later`` per request cost more than the rest of the request's bookkeeping:
+    asyncio's timer heap orders its handles with a Python ``__lt__``, and every cancelled
+    handle is sifted out again. Here a request costs one ``heappush`` of a tuple; the
+    timer is armed for the earliest deadline only. Entries of answered requests stay in
+    the heap until they reach its top (or the heap is compacted), so the timer fires
+    about once per timeout period, not once per request.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pending: dict[int, asyncio.Future],
+                 expire: Callable[[int], None]) -> None:
+        self._loop = loop
+        self._pending = pending
+        self._expire = expire
+        self._heap: list[tuple[float, int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, timeout_s: float, request_id: int) -> None:
+        """Expire ``request_id`` after ``timeout_s`` unless it has left ``pending`` by then."""
+        deadline = self._loop.time() + timeout_s
+        heap = self._heap
+        heapq.heappush(heap, (deadline, request_id))
+        if len(heap) > 1024 and len(heap) > 4 * len(self._pending):  # compact: drop answered requests
+            self._heap = heap = [entry for entry in heap if entry[1] in self._pending]
+            heapq.heapify(heap)
+        if self._timer is None or deadline < self._timer.when():
+            self._arm()
+
+    def close(self) -> None:
+        """Stop the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(self._heap[0][0], self._fire) if self._heap else None
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        heap, pending = self._heap, self._pending
+        while heap and (heap[0][0] <= now or heap[0][1] not in pending):
+            deadline, request_id = heapq.heappop(heap)
+            if deadline <= now and request_id in pending:
+                self._expire(request_id)
+        self._arm()
 
 
 class AsyncConnectionHandler(BaseClient):
@@ -31,6 +88,8 @@ class AsyncConnectionHandler(BaseClient):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
         self._pending: dict[int, asyncio.Future] = {}
+        self._drain_scheduled = False
+        self._deadlines: _Deadlines | None = None
 
     async def __aenter__(self) -> "AsyncConnectionHandler":
         self._check_open()
@@ -48,15 +107,16 @@ class AsyncConnectionHandler(BaseClient):
         frames = self._encode(request_id, route, payload, timeout_s)
         future = self._loop.create_future()
         self._pending[request_id] = future
-        expiry = None if timeout_s is None else self._loop.call_later(timeout_s, self._expire, request_id)
+        if timeout_s is not None:
+            self._deadlines.add(timeout_s, request_id)
         try:
-            link.sock.send_multipart(frames, copy=len(frames) == 1)
-            self._drain()  # the send may have consumed the FD's edge
+            protocol.send_frames(link.sock, frames)
+            if not self._drain_scheduled:  # the send may have consumed the FD's edge
+                self._drain_scheduled = True
+                self._loop.call_soon(self._drain)
             reply = await future
         finally:
             self._pending.pop(request_id, None)
-            if expiry is not None:
-                expiry.cancel()
         if reply is None:
             raise self._timeout_error(link, route, timeout_s)
         return self._result(reply)
@@ -74,6 +134,8 @@ class AsyncConnectionHandler(BaseClient):
                 self._loop.remove_reader(self._fd)
             self._link.close()
             self._link = None
+        if self._deadlines is not None:
+            self._deadlines.close()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("the client was closed while the request was in flight"))
@@ -90,12 +152,14 @@ class AsyncConnectionHandler(BaseClient):
             return self._link
         self._check_open()
         self._loop = loop
+        self._deadlines = _Deadlines(loop, self._pending, self._expire)
         self._link = self._new_link()
         self._fd = self._link.sock.getsockopt(zmq.FD)
         loop.add_reader(self._fd, self._drain)
         return self._link
 
     def _drain(self) -> None:
+        self._drain_scheduled = False
         link = self._link
         if link is None:
             return

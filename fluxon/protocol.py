@@ -58,6 +58,8 @@ __all__ = [
     # worker protocol
     "encode_worker_ready", "encode_worker_request", "encode_worker_reply", "encode_heartbeat",
     "encode_disconnect", "encode_admin", "encode_admin_reply", "decode_worker_message",
+    # sending
+    "send_frames",
     # control protocol
     "encode_control_command", "decode_control_command", "encode_control_result", "decode_control_result",
 ]
@@ -295,6 +297,18 @@ def _route_bytes(route: str) -> bytes:
 def _check_u(value: int, limit: int, name: str) -> None:
     if not 0 <= value <= limit:
         raise ProtocolError(f"{name}={value} does not fit the protocol field")
+
+
+def send_frames(sock: zmq.Socket, frames: list[Frame], flags: int = 0) -> None:
+    """Send one encoded message on a DEALER: a small one with a single ``send``, a large one zero-copy.
+
+    pyzmq's ``send_multipart`` costs about 0.8 µs more than ``send`` for a one-frame
+    message; the two-frame form carries a large body that should not be copied.
+    """
+    if len(frames) == 1:
+        sock.send(frames[0], flags)
+    else:
+        sock.send_multipart(frames, flags, copy=False)
 
 
 # --------------------------------------------------------------------------- client protocol

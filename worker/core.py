@@ -241,7 +241,7 @@ class Worker:
         if sock is None:
             return
         try:
-            sock.send_multipart(frames, _NOBLOCK, copy=len(frames) == 1)
+            protocol.send_frames(sock, frames, _NOBLOCK)
         except zmq.Again:
             (log.debug if quiet else log.warning)("no connection to the broker or its queue is full; "
                                                   "message dropped")
