@@ -121,6 +121,7 @@ class Worker:
         self._idle: asyncio.Event | None = None
         self._admin_tasks: set[asyncio.Task] = set()
         self._held: list[int] = []   # job ids that arrived while stopping
+        self._outbox: list[list] = []  # replies waiting for the end of this loop iteration
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._last_recv = 0.0
@@ -204,6 +205,7 @@ class Worker:
     def _close_socket(self, linger_ms: int = 0) -> None:
         if self._sock is None:
             return
+        self._flush_outbox()
         try:
             self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
             self._loop.remove_reader(self._monitor.getsockopt(zmq.FD))
@@ -237,16 +239,35 @@ class Worker:
         self._reconnect_handle = self._loop.call_later(delay, self._connect)
 
     def _send(self, frames: list, *, quiet: bool = False) -> None:
+        """Send one message now, after the replies waiting in the outbox."""
+        self._outbox.append(frames)
+        self._flush_outbox(quiet=quiet)
+
+    def _send_soon(self, frames: list) -> None:
+        """Send a reply at the end of this loop iteration, together with the others finished in it.
+
+        Replies sent one by one from separate view tasks each woke libzmq's I/O thread;
+        sent as one burst they wake it once. Only used while other requests are running:
+        a lone reply goes out at once (:meth:`_send`), so one request in flight waits for
+        nothing.
+        """
+        self._outbox.append(frames)
+        if len(self._outbox) == 1:
+            self._loop.call_soon(self._flush_outbox)
+
+    def _flush_outbox(self, *, quiet: bool = False) -> None:
+        outbox, self._outbox = self._outbox, []
         sock = self._sock
-        if sock is None:
+        if sock is None or not outbox:
             return
-        try:
-            protocol.send_frames(sock, frames, _NOBLOCK)
-        except zmq.Again:
-            (log.debug if quiet else log.warning)("no connection to the broker or its queue is full; "
-                                                  "message dropped")
-        except zmq.ZMQError as exc:
-            log.warning("cannot send to the broker: %s", exc)
+        for frames in outbox:
+            try:
+                protocol.send_frames(sock, frames, _NOBLOCK)
+            except zmq.Again:
+                (log.debug if quiet else log.warning)("no connection to the broker or its queue is full; "
+                                                      "message dropped")
+            except zmq.ZMQError as exc:
+                log.warning("cannot send to the broker: %s", exc)
         # The FD is edge-triggered: a send may have consumed the readiness edge.
         if sock.getsockopt(_EVENTS) & _POLLIN:
             self._loop.call_soon(self._drain)
@@ -312,7 +333,11 @@ class Worker:
         if generation != self._generation:
             log.info("dropped the reply to job %d: the connection it came on is gone", job_id)
             return
-        self._send(protocol.encode_worker_reply(job_id, outcome.status, outcome.body, changes=outcome.changes))
+        frames = protocol.encode_worker_reply(job_id, outcome.status, outcome.body, changes=outcome.changes)
+        if self._in_flight:  # more replies are coming: send them together
+            self._send_soon(frames)
+        else:
+            self._send(frames)
 
     def _job_done(self, tag: tuple) -> None:
         self._in_flight.discard(tag)
