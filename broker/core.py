@@ -52,7 +52,7 @@ _LOG_LIMIT = 20
 _LOG_WINDOW_S = 10.0
 _RATE_WINDOW_S = 5.0
 
-_NOBLOCK, _RCVMORE, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.RCVMORE), int(zmq.EVENTS), int(zmq.POLLIN)
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's enum flag arithmetic costs ~1 µs a call
 
 
@@ -65,20 +65,12 @@ def _send(sock: zmq.Socket, routing_id: RoutingId, frames: list) -> None:
         send(frame, _MORE_NOBLOCK if index < last else _NOBLOCK, copy=not isinstance(frame, zmq.Frame))
 
 
-def _recv_rest(sock: zmq.Socket) -> list:
-    """The frames after the envelope: the header copied (cheaper when small), a body frame zero-copy."""
-    frames: list = [sock.recv(_NOBLOCK)]
-    while sock.getsockopt(_RCVMORE):
-        frames.append(sock.recv(_NOBLOCK, copy=False))
-    return frames
-
-
 def _recv_message(sock: zmq.Socket) -> tuple[RoutingId, list | None]:
     """One ROUTER message: the routing id and the frames after it (None when there are none)."""
-    routing_id = sock.recv(_NOBLOCK)
-    if not sock.getsockopt(_RCVMORE):
-        return routing_id, None
-    return routing_id, _recv_rest(sock)
+    envelope = sock.recv(_NOBLOCK, copy=False)
+    if not envelope.more:
+        return envelope.bytes, None
+    return envelope.bytes, p.recv_frames(sock, _NOBLOCK)
 
 
 class _ThrottledLog:
@@ -277,15 +269,15 @@ class Broker:
     def _recv_client(self, sock: zmq.Socket) -> tuple[RoutingId, list | None, str, str]:
         """One client message: (routing id, frames after the envelope or None, client key, peer address).
 
-        The envelope frame is received with copy=False only to read its ZAP metadata;
-        the header frame is copied (cheaper for small messages) and a large body stays a zmq.Frame.
+        The envelope frame (received with copy=False, as every frame here) also carries the
+        ZAP metadata; the header comes back as bytes and a large body stays a zmq.Frame.
         """
         first = sock.recv(_NOBLOCK, copy=False)
         client = first.bytes
         if not first.more:
             return client, None, "", ""
         key, peer = _metadata(first, self.config.secure)
-        return client, _recv_rest(sock), key, peer
+        return client, p.recv_frames(sock, _NOBLOCK), key, peer
 
     def _on_client_request(self, client: RoutingId, request: p.ClientRequest, key: str, peer: str) -> None:
         self._requests_total += 1

@@ -166,7 +166,7 @@ class AsyncConnectionHandler(BaseClient):
         sock = link.sock
         while sock.getsockopt(_EVENTS) & _POLLIN:
             try:
-                frames = sock.recv_multipart(_NOBLOCK, copy=True)
+                frames = protocol.recv_frames(sock, _NOBLOCK)
             except zmq.Again:
                 return
             reply = self._decode(frames)

@@ -58,7 +58,7 @@ class ConnectionHandler(BaseClient):
             wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             sock.setsockopt(_RCVTIMEO, wait_ms)
             try:
-                frames = sock.recv_multipart(copy=True)
+                frames = protocol.recv_frames(sock)
             except zmq.Again:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise self._timeout_error(link, route, timeout_s) from None

