@@ -7,7 +7,8 @@ import asyncio
 from fluxon.client.aio import _Deadlines
 
 
-def _run(scenario) -> list[int]:
+def _run(scenario, expected_count: int) -> list[int]:
+    """Run ``scenario``, then wait (up to 5 s) until ``expected_count`` requests expired."""
     async def main() -> list[int]:
         loop = asyncio.get_running_loop()
         pending: dict[int, asyncio.Future] = {}
@@ -15,6 +16,9 @@ def _run(scenario) -> list[int]:
         deadlines = _Deadlines(loop, pending, expired.append)
         try:
             await scenario(loop, pending, deadlines)
+            give_up = loop.time() + 5.0
+            while len(expired) < expected_count and loop.time() < give_up:
+                await asyncio.sleep(0.01)
         finally:
             deadlines.close()
         return expired
@@ -26,8 +30,7 @@ def test_a_shorter_timeout_after_a_longer_one_expires_first() -> None:
         for request_id, timeout_s in ((1, 5.0), (2, 0.05)):
             pending[request_id] = loop.create_future()
             deadlines.add(timeout_s, request_id)
-        await asyncio.sleep(0.2)
-    assert _run(scenario) == [2]
+    assert _run(scenario, 1) == [2]  # request 1 (5 s) is still waiting when request 2 (50 ms) expired
 
 
 def test_answered_requests_never_expire_and_the_others_do() -> None:
@@ -38,5 +41,4 @@ def test_answered_requests_never_expire_and_the_others_do() -> None:
             if request_id != 7:
                 del pending[request_id]  # answered
         pending[2000] = loop.create_future()
-        await asyncio.sleep(0.2)
-    assert _run(scenario) == [7, 2000]
+    assert _run(scenario, 2) == [7, 2000]
