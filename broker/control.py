@@ -123,8 +123,12 @@ def _log_level(broker: Broker, args: JSONObject) -> Any:
 
 
 def _stop(broker: Broker, args: JSONObject) -> Any:
-    broker.request_stop()
-    return {"stopping": True}
+    keep_workers = args.get("keep_workers", False)
+    if not isinstance(keep_workers, bool):
+        raise ControlError(BadRequest("stop: keep_workers must be true or false"))
+    broker.request_stop(shutdown_workers=not keep_workers)
+    return {"stopping": True, "workers": "kept (they reconnect to the next broker)" if keep_workers
+            else "told to finish their work and exit"}
 
 
 COMMANDS: dict[str, Callable[[Any, JSONObject], Any]] = {

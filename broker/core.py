@@ -133,6 +133,7 @@ class Broker:
         self._auth: Any = None
         self._wake_endpoint = f"inproc://fluxon-broker-wake-{id(self):x}"
         self._stop_requested = threading.Event()
+        self._shutdown_workers = False  # stop(): workers reconnect; the console's stop sets it
         self._workers = WorkerPool()
         self._queue = RequestQueue(config.max_queue)
         self._sessions: SessionBridge | None = None
@@ -595,8 +596,14 @@ class Broker:
         log.info("dispatch %s", "paused (drain)" if paused else "resumed")
         self._pump()
 
-    def request_stop(self) -> None:
-        """Stop gracefully from inside the loop (the ``stop`` control command)."""
+    def request_stop(self, *, shutdown_workers: bool = True) -> None:
+        """Stop gracefully from inside the loop (the ``stop`` control command).
+
+        With ``shutdown_workers`` the workers get SHUTDOWN and exit once their in-flight work is
+        done (the whole deployment stops); without it they get DISCONNECT and keep reconnecting,
+        waiting for the next broker (a restart or an upgrade of the broker alone).
+        """
+        self._shutdown_workers = shutdown_workers
         self._stop_requested.set()
 
     def status(self) -> dict[str, Any]:
@@ -634,11 +641,12 @@ class Broker:
     def _finish_stop(self) -> None:
         try:
             if self._context is not None and not self._context.closed:
+                goodbye = p.encode_shutdown() if self._shutdown_workers else p.encode_disconnect()
                 for worker in self._workers:
                     for job in worker.in_flight.values():
                         self._reply_error(job.client, job.request_id,
                                           Unavailable("the broker stopped before the worker answered"))
-                    self._send_worker(worker.routing_id, p.encode_disconnect())
+                    self._send_worker(worker.routing_id, goodbye)
         finally:
             if self._sessions is not None:
                 self._sessions.close()

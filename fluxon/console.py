@@ -255,11 +255,13 @@ def log_level(console: Console, level: str, as_json: bool) -> None:
 
 
 @console_group.command()
+@click.option("--keep-workers", is_flag=True,
+              help="Leave the workers running: they reconnect to the next broker (restart the broker alone).")
 @json_option
 @pass_console
-def stop(console: Console, as_json: bool) -> None:
-    """Stop the broker gracefully: drain, tell workers, persist sessions, exit."""
-    console.show(console.call("stop"), json_output=as_json)
+def stop(console: Console, keep_workers: bool, as_json: bool) -> None:
+    """Stop gracefully: drain, let workers finish and exit (unless --keep-workers), persist sessions."""
+    console.show(console.call("stop", {"keep_workers": keep_workers}), json_output=as_json)
     console.stopped = True
 
 

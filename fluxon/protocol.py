@@ -48,16 +48,17 @@ __all__ = [
     "LARGE_BODY_BYTES", "MAX_MESSAGE_BYTES", "MAX_ROUTE_BYTES", "MAX_TOKEN_BYTES",
     "CLIENT_REQUEST", "CLIENT_REPLY",
     "W_READY", "W_REQUEST", "W_REPLY", "W_HEARTBEAT", "W_DISCONNECT", "W_ADMIN", "W_ADMIN_REPLY",
+    "W_SHUTDOWN",
     "C_COMMAND", "C_RESULT",
     # decoded messages
     "ClientRequest", "ClientReply",
-    "WorkerReady", "WorkerRequest", "WorkerReply", "Heartbeat", "Disconnect", "Admin", "AdminReply",
+    "WorkerReady", "WorkerRequest", "WorkerReply", "Heartbeat", "Disconnect", "Shutdown", "Admin", "AdminReply",
     "WorkerMessage", "ControlCommand", "ControlResult",
     # client protocol
     "encode_client_request", "decode_client_request", "encode_client_reply", "decode_client_reply",
     # worker protocol
     "encode_worker_ready", "encode_worker_request", "encode_worker_reply", "encode_heartbeat",
-    "encode_disconnect", "encode_admin", "encode_admin_reply", "decode_worker_message",
+    "encode_disconnect", "encode_shutdown", "encode_admin", "encode_admin_reply", "decode_worker_message",
     # sending and receiving
     "send_frames", "recv_frames",
     # control protocol
@@ -93,6 +94,7 @@ W_HEARTBEAT = 0x04
 W_DISCONNECT = 0x05
 W_ADMIN = 0x06
 W_ADMIN_REPLY = 0x07
+W_SHUTDOWN = 0x08
 
 # control protocol commands
 C_COMMAND = 0x01
@@ -101,7 +103,7 @@ C_RESULT = 0x02
 # Header layouts (protocol id and command included, body follows).
 _CLIENT_REQUEST = struct.Struct("!4sBQIBH")    # id, cmd, request_id, timeout_ms, route_len, token_len
 _CLIENT_REPLY = struct.Struct("!4sBQBH")       # id, cmd, request_id, status, token_len
-_W_BARE = struct.Struct("!5sB")                # id, cmd (HEARTBEAT, DISCONNECT)
+_W_BARE = struct.Struct("!5sB")                # id, cmd (HEARTBEAT, DISCONNECT, SHUTDOWN)
 _W_READY = struct.Struct("!5sBH")              # id, cmd, credit ; then JSON info
 _W_REQUEST = struct.Struct("!5sBQBI")          # id, cmd, job_id, route_len, context_len
 _W_REPLY = struct.Struct("!5sBQBI")            # id, cmd, job_id, status, changes_len
@@ -172,6 +174,15 @@ class Disconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class Shutdown:
+    """SHUTDOWN, broker -> worker: the deployment is stopping; finish in-flight work and exit.
+
+    Unlike DISCONNECT (after which a worker reconnects, so it survives a broker restart),
+    this is the console's ``stop``: the worker says goodbye and its process exits 0.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class Admin:
     """ADMIN, broker -> worker: one schema operation, e.g. ``{"op": "saveschema"}``."""
     job_id: JobId
@@ -186,7 +197,8 @@ class AdminReply:
     result: Any
 
 
-WorkerMessage = Union[WorkerReady, WorkerRequest, WorkerReply, Heartbeat, Disconnect, Admin, AdminReply]
+WorkerMessage = Union[WorkerReady, WorkerRequest, WorkerReply, Heartbeat, Disconnect, Shutdown, Admin,
+                      AdminReply]
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +435,7 @@ def encode_worker_reply(job_id: JobId, status: int, body: Body, *, changes: byte
 
 _HEARTBEAT_FRAMES = (_W_BARE.pack(WORKER_PROTOCOL, W_HEARTBEAT),)
 _DISCONNECT_FRAMES = (_W_BARE.pack(WORKER_PROTOCOL, W_DISCONNECT),)
+_SHUTDOWN_FRAMES = (_W_BARE.pack(WORKER_PROTOCOL, W_SHUTDOWN),)
 
 
 def encode_heartbeat() -> list[Frame]:
@@ -433,6 +446,11 @@ def encode_heartbeat() -> list[Frame]:
 def encode_disconnect() -> list[Frame]:
     """DISCONNECT ("goodbye"), either direction."""
     return list(_DISCONNECT_FRAMES)
+
+
+def encode_shutdown() -> list[Frame]:
+    """SHUTDOWN, broker -> worker: finish in-flight work, say goodbye and exit (the console's ``stop``)."""
+    return list(_SHUTDOWN_FRAMES)
 
 
 def encode_admin(job_id: JobId, op: JSONObject) -> list[Frame]:
@@ -484,7 +502,7 @@ def _decode_w_reply(frames: Frames, head: bytes, what: str) -> WorkerReply:
     return WorkerReply(job_id, status, changes, _body(frames, head, offset, what, ids))
 
 
-def _decode_bare(frames: Frames, head: bytes, what: str, message: Heartbeat | Disconnect):
+def _decode_bare(frames: Frames, head: bytes, what: str, message: Heartbeat | Disconnect | Shutdown):
     if len(frames) != 1 or len(head) != _W_BARE.size:
         raise ProtocolError(f"{what}: {type(message).__name__.upper()} carries no body")
     return message
@@ -512,6 +530,7 @@ def _decode_admin_reply(frames: Frames, head: bytes, what: str) -> AdminReply:
 
 _HEARTBEAT = Heartbeat()
 _DISCONNECT = Disconnect()
+_SHUTDOWN = Shutdown()
 
 
 def decode_worker_message(frames: Frames) -> WorkerMessage:
@@ -529,6 +548,8 @@ def decode_worker_message(frames: Frames) -> WorkerMessage:
         return _decode_ready(frames, head, what)
     if cmd == W_DISCONNECT:
         return _decode_bare(frames, head, what, _DISCONNECT)
+    if cmd == W_SHUTDOWN:
+        return _decode_bare(frames, head, what, _SHUTDOWN)
     if cmd == W_ADMIN:
         return _decode_admin(frames, head, what)
     if cmd == W_ADMIN_REPLY:

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from fluxon import protocol as p
-from fluxon.errors import Unavailable, WorkerLost
+from fluxon.errors import BadRequest, Unavailable, WorkerLost
 from support import wait_for
 from test_broker_support import FakeClient, FakeWorker, serving_broker, start_broker, zctx  # noqa: F401
 
@@ -60,10 +60,19 @@ def test_debug_and_log_level(procs, zctx) -> None:
     assert broker.ctl("status")["debug"] is True
 
 
-def test_stop_command_stops_the_broker_with_exit_0(procs) -> None:
-    broker = start_broker(procs)
-    assert broker.ctl("stop") == {"stopping": True}
+@pytest.mark.parametrize("args, goodbye", [({}, p.Shutdown), ({"keep_workers": True}, p.Disconnect)])
+def test_stop_command_stops_the_broker_with_exit_0_and_tells_the_workers(procs, zctx, args, goodbye) -> None:
+    broker, worker = serving_broker(procs, zctx)
+    assert broker.ctl("stop", args)["stopping"] is True
+    assert isinstance(worker.recv_message(), goodbye)
     assert broker.proc.wait(10) == 0
+
+
+def test_stop_command_refuses_a_malformed_keep_workers(procs) -> None:
+    broker = start_broker(procs)
+    with pytest.raises(BadRequest):
+        broker.ctl("stop", {"keep_workers": "yes"})
+    assert broker.ctl("status")["stopping"] is False
 
 
 def test_admin_waits_for_in_flight_runs_on_one_worker_and_queued_requests_follow(procs, zctx) -> None:

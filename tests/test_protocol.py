@@ -48,6 +48,7 @@ def test_large_body_frame_is_passed_through_uncopied() -> None:
     (p.encode_worker_reply(9, p.STATUS_ERROR, BIG), p.WorkerReply(9, p.STATUS_ERROR, b"", BIG)),
     (p.encode_heartbeat(), p.Heartbeat()),
     (p.encode_disconnect(), p.Disconnect()),
+    (p.encode_shutdown(), p.Shutdown()),
     (p.encode_admin(5, {"op": "updateschema", "number": 3}), p.Admin(5, {"op": "updateschema", "number": 3})),
     (p.encode_admin_reply(5, p.STATUS_OK, {"saved": "schema_00001.sql"}),
      p.AdminReply(5, p.STATUS_OK, {"saved": "schema_00001.sql"})),

@@ -9,7 +9,7 @@ Life of a worker (Paranoid Pirate, see docs/protocol.md section 4.7):
 3. send HEARTBEAT every interval; when the broker is silent for
    ``interval * liveness`` or says DISCONNECT, close the socket and reconnect
    with exponential backoff, then READY again (a restarted broker is survived);
-4. on SIGTERM/SIGINT take no new work, finish in-flight requests within
+4. on SIGTERM/SIGINT, or SHUTDOWN from the broker (the console's ``stop``), take no new work, finish in-flight requests within
    ``shutdown_timeout_s``, answer the requests that arrived meanwhile with
    ``Unavailable`` (holding them until then keeps the broker from sending more
    than our credit), send DISCONNECT and return 0.
@@ -311,6 +311,9 @@ class Worker:
             return
         elif isinstance(message, protocol.Disconnect):
             self._reconnect("the broker said DISCONNECT")
+        elif isinstance(message, protocol.Shutdown):
+            log.info("the broker said SHUTDOWN: finishing in-flight work, then exiting")
+            self.stop()
         elif isinstance(message, protocol.Admin):
             self._start_admin(message)
         else:

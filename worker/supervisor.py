@@ -4,8 +4,10 @@ Children are forked from the parent (so they inherit the already-loaded Router,
 even one defined in ``__main__``) before the parent opens any ZeroMQ context.
 Each child asks the kernel to SIGTERM it when the parent dies (Linux
 ``PR_SET_PDEATHSIG``), so even a ``kill -9`` of the parent leaves no orphan.
-A child that dies is restarted with a growing delay; on SIGTERM/SIGINT the
-parent forwards SIGTERM, waits for the children's graceful exit, then kills
+A child that dies is restarted with a growing delay; a child that exits 0 was
+told to stop (the broker's SHUTDOWN: the deployment is stopping) and is not
+restarted, and once every child has, the parent returns 0 too. On SIGTERM/SIGINT
+the parent forwards SIGTERM, waits for the children's graceful exit, then kills
 whatever is left.
 """
 
@@ -56,6 +58,7 @@ class _Slot:
         self.started_at = 0.0
         self.delay = 0.5
         self.restart_at: float | None = None
+        self.finished = False  # exited 0 on purpose: never restarted
 
 
 class Supervisor:
@@ -124,6 +127,9 @@ class Supervisor:
 
     def _watch(self) -> None:
         now = time.monotonic()
+        if all(slot.finished for slot in self._slots):
+            self._stop.set()  # every child was told to stop: so is the supervisor
+            return
         for slot in self._slots:
             proc = slot.process
             if slot.restart_at is not None:
@@ -133,6 +139,12 @@ class Supervisor:
             if proc is None or proc.is_alive():
                 continue
             proc.join(0)
+            if proc.exitcode == 0:
+                if not slot.finished:
+                    slot.finished = True
+                    log.info("%s process %d (pid %d) exited cleanly; not restarting it",
+                             self.name, slot.index, proc.pid)
+                continue
             if now - slot.started_at > _STABLE_AFTER_S:
                 slot.delay = 0.5
             log.warning("%s process %d (pid %d) exited with %s; restarting in %.1fs",
