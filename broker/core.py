@@ -56,15 +56,6 @@ _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's enum flag arithmetic costs ~1 µs a call
 
 
-def _send(sock: zmq.Socket, routing_id: RoutingId, frames: list) -> None:
-    """Send envelope + frames to one ROUTER peer without blocking (raises zmq.ZMQError on the first frame)."""
-    send = sock.send
-    send(routing_id, _MORE_NOBLOCK)
-    last = len(frames) - 1
-    for index, frame in enumerate(frames):
-        send(frame, _MORE_NOBLOCK if index < last else _NOBLOCK, copy=not isinstance(frame, zmq.Frame))
-
-
 def _recv_message(sock: zmq.Socket) -> tuple[RoutingId, list | None]:
     """One ROUTER message: the routing id and the frames after it (None when there are none)."""
     envelope = sock.recv(_NOBLOCK, copy=False)
@@ -304,10 +295,22 @@ class Broker:
         body = encode_error(exc, include_traceback=self.config.debug)
         self._send_client(client, p.encode_client_reply(request_id, p.STATUS_ERROR, body))
 
+    def _send(self, sock: zmq.Socket, routing_id: RoutingId, frames: list) -> None:
+        """Send envelope + frames to one ROUTER peer without blocking (raises zmq.ZMQError on the first frame).
+
+        Every send goes through here because a send may consume the socket's FD signal:
+        the socket is marked for the next drain (see ``broker/readiness.py``).
+        """
+        self._readiness.mark(sock)
+        send = sock.send
+        send(routing_id, _MORE_NOBLOCK)
+        last = len(frames) - 1
+        for index, frame in enumerate(frames):
+            send(frame, _MORE_NOBLOCK if index < last else _NOBLOCK, copy=not isinstance(frame, zmq.Frame))
+
     def _send_client(self, client: RoutingId, frames: list) -> None:
-        self._readiness.mark(self.frontend)
         try:
-            _send(self.frontend, client, frames)
+            self._send(self.frontend, client, frames)
         except zmq.ZMQError as exc:  # HWM reached for that client: it is not reading its replies
             log.warning("reply to client %s dropped: %s", client.hex(), exc)
 
@@ -320,9 +323,8 @@ class Broker:
             if worker is None:
                 return False
             frames = p.encode_worker_request(job.job_id, job.route, job.context, job.payload)
-            self._readiness.mark(self.backend)
             try:
-                _send(self.backend, worker.routing_id, frames)
+                self._send(self.backend, worker.routing_id, frames)
             except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY) or HWM: the worker is gone or stuck
                 log.warning("worker %s unreachable (%s); removing it", worker.routing_id.hex(), exc)
                 self._remove_worker(worker, "unreachable")
@@ -419,9 +421,8 @@ class Broker:
                                                             token=token))
 
     def _send_worker(self, rid: RoutingId, frames: list) -> bool:
-        self._readiness.mark(self.backend)
         try:
-            _send(self.backend, rid, frames)
+            self._send(self.backend, rid, frames)
             return True
         except zmq.ZMQError:
             return False
@@ -525,9 +526,8 @@ class Broker:
 
     def send_control_result(self, rid: RoutingId, command_id: int, status: int, data: Any) -> None:
         """Answer a control client (also used by a finished admin operation)."""
-        self._readiness.mark(self.control)
         try:
-            _send(self.control, rid, p.encode_control_result(command_id, status, data))
+            self._send(self.control, rid, p.encode_control_result(command_id, status, data))
         except zmq.ZMQError as exc:
             log.warning("control result dropped: %s", exc)
 
