@@ -2,8 +2,9 @@
 
 The socket is watched through its ``zmq.FD`` with ``loop.add_reader`` and drained
 until ``zmq.Again``; the FD is edge-triggered, so it is drained after sends too
-(see PERFORMANCE.md: about 3x cheaper than ``zmq.asyncio``), once per loop
-iteration however many requests were sent in it. A request that
+(see PERFORMANCE.md: about 3x cheaper than ``zmq.asyncio``). Requests made in one
+loop iteration leave together at its end, followed by one drain (see
+:meth:`AsyncConnectionHandler._flush`). A request that
 times out leaves the table, so its late reply finds no taker and is discarded.
 Deadlines share one loop timer (see :class:`_Deadlines`).
 """
@@ -88,7 +89,7 @@ class AsyncConnectionHandler(BaseClient):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
         self._pending: dict[int, asyncio.Future] = {}
-        self._drain_scheduled = False
+        self._outbox: list[tuple[int, list]] = []
         self._deadlines: _Deadlines | None = None
 
     async def __aenter__(self) -> "AsyncConnectionHandler":
@@ -109,11 +110,10 @@ class AsyncConnectionHandler(BaseClient):
         self._pending[request_id] = future
         if timeout_s is not None:
             self._deadlines.add(timeout_s, request_id)
+        if not self._outbox:
+            self._loop.call_soon(self._flush)
+        self._outbox.append((request_id, frames))
         try:
-            protocol.send_frames(link.sock, frames)
-            if not self._drain_scheduled:  # the send may have consumed the FD's edge
-                self._drain_scheduled = True
-                self._loop.call_soon(self._drain)
             reply = await future
         finally:
             self._pending.pop(request_id, None)
@@ -158,8 +158,37 @@ class AsyncConnectionHandler(BaseClient):
         loop.add_reader(self._fd, self._drain)
         return self._link
 
+    def _flush(self) -> None:
+        """Send the requests made since the last flush back to back, then drain.
+
+        Sent one at a time between the callers' Python work, nearly every message found
+        libzmq's I/O thread asleep and paid for waking it (about half the client's CPU per
+        request at 64 in flight); back to back, one wake-up carries the whole burst. A send
+        that fails fails its own request. The drain follows because a send may have
+        consumed the FD's edge.
+        """
+        outbox, self._outbox = self._outbox, []
+        link = self._link
+        if link is None:  # closed meanwhile: close() failed the waiting requests
+            return
+        pending = self._pending
+        for request_id, frames in outbox:
+            try:
+                protocol.send_frames(link.sock, frames)
+            except zmq.ZMQError as exc:
+                future = pending.get(request_id)
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+        self._drain()
+
     def _drain(self) -> None:
-        self._drain_scheduled = False
+        """Receive every reply waiting on the socket and hand each to its request.
+
+        One ``ZMQ_EVENTS`` check first (the usual answer after a send is "nothing"), then
+        receive until ``zmq.Again``: each ``getsockopt(EVENTS)`` makes libzmq run two
+        system calls (about 1.5 µs), a successful non-blocking ``recv`` none, and the one
+        ``Again`` per drain costs about 3.8 µs, so with a few replies waiting this is cheaper.
+        """
         link = self._link
         if link is None:
             return
