@@ -41,8 +41,9 @@ from typing import Any
 
 import click
 
-from fluxon.database.migrate import (HISTORY_TABLE, Operation, Renames, Schema, diff_schemas, execute_plan,
-                                     introspect, load_statements, quote)
+from fluxon.database.diff import Operation, Renames, diff_schemas
+from fluxon.database.introspect import HISTORY_TABLE, Schema, introspect, load_statements, quote
+from fluxon.database.migrate import execute_plan
 from fluxon.errors import ConfigurationError, DestructiveMigration, FluxonError, SchemaError
 
 __all__ = [
