@@ -193,7 +193,9 @@ class AsyncConnectionHandler(BaseClient):
         if link is None:
             return
         sock = link.sock
-        while sock.getsockopt(_EVENTS) & _POLLIN:
+        if not sock.getsockopt(_EVENTS) & _POLLIN:
+            return
+        while True:
             try:
                 frames = protocol.recv_frames(sock, _NOBLOCK)
             except zmq.Again:
