@@ -86,7 +86,7 @@ def test_console_on_a_terminal(procs, tmp_path):
         text = _run(child, "help", "updateschema")
         assert "saveschema" in text and "stop" in text
 
-        wait_for(lambda: dep.ctl_json("status")["workers"] == 2, 10, message="two workers")
+        wait_for(lambda: dep.ctl_json("status")["workers"] == 2, 30, message="two workers")
         text = _run(child, "status", r"workers\s+2\s")
         assert "queue_depth" in text
 
@@ -99,10 +99,10 @@ def test_console_on_a_terminal(procs, tmp_path):
 
         loop = _ClientLoop(dep.port, dep.server_key())
         loop.start()
-        wait_for(lambda: loop.answered >= 20 or loop.failures, 20, message="client loop running")
+        wait_for(lambda: loop.answered >= 20 or loop.failures, 30, message="client loop running")
         before = loop.answered
         text = _run(child, "updateschema 2", "Classroom")
-        wait_for(lambda: loop.answered >= before + 20 or loop.failures, 20,
+        wait_for(lambda: loop.answered >= before + 20 or loop.failures, 30,
                  message="requests answered after the migration")
         loop.stopping.set()
         loop.join(30)
@@ -117,9 +117,8 @@ def test_console_on_a_terminal(procs, tmp_path):
         assert child.exitstatus == 0
         history = (tmp_path / ".fluxon_history").read_text()
         assert "updateschema 2" in history and history.rstrip().endswith("stop")
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        wait_gone(child.pid, *(w.pid for w in workers))
+        wait_gone(child.pid, *(w.pid for w in workers))  # `stop` tells the workers to exit too
+        assert [w.wait(5) for w in workers] == [0, 0]
     finally:
         if child.isalive():
             child.kill(signal.SIGKILL)
