@@ -241,7 +241,7 @@ def _run_proxy(log_dir: Path, duration_s: float) -> dict[str, dict]:
         return {name: _raw_load(front, payload, n, duration_s) for name, payload, n in CASES}
 
 
-def _run_fluxon(log_dir: Path, duration_s: float, secure: bool) -> dict[str, dict]:
+def _run_fluxon(log_dir: Path, duration_s: float, secure: bool, processes: int = 2) -> dict[str, dict]:
     from fluxon.broker import send_control_command
     from fluxon.keys import derive_keys, generate_private_key
 
@@ -255,10 +255,10 @@ def _run_fluxon(log_dir: Path, duration_s: float, secure: bool) -> dict[str, dic
         procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "broker", "--bind", front,
                      "--backend", back, "--control", control, *key_args], "broker", env)
         procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "worker",
-                     "bench_messaging:router", "--connect", back, "--processes", "2", "--concurrency", "64",
+                     "bench_messaging:router", "--connect", back, "--processes", str(processes), "--concurrency", "64",
                      *key_args], "workers", env, cwd=HERE)
-        _wait(lambda: send_control_command(control, "status", keys=keys, timeout_s=0.5)["workers"] == 2,
-              30, "broker and 2 workers")
+        _wait(lambda: send_control_command(control, "status", keys=keys, timeout_s=0.5)["workers"] == processes,
+              30, f"broker and {processes} worker(s)")
         port = int(front.rsplit(":", 1)[1])
         server_key = keys.broker.public if keys else None
         return {name: _fluxon_load(port, payload, n, duration_s, server_key) for name, payload, n in CASES}
@@ -269,6 +269,8 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=1.5, help="measured time per case")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions (medians are printed)")
     parser.add_argument("--modes", default="plain,secure", help="fluxon modes: plain,secure")
+    parser.add_argument("--worker-processes", type=int, default=2,
+                        help="fluxon worker processes (the proxy always has 2 echo workers)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.role:
@@ -282,7 +284,7 @@ def main() -> None:
                          "proxy": lambda: _run_proxy(Path(tmp), args.duration_s)}
             for mode in modes:
                 scenarios[f"fluxon-{mode}"] = (lambda m=mode: _run_fluxon(Path(tmp), args.duration_s,
-                                                                        m == "secure"))
+                                                                        m == "secure", args.worker_processes))
             for name, run in scenarios.items():
                 runs.setdefault(name, []).append(run())
                 print(f"  rep {rep + 1}: {name} done", file=sys.stderr, flush=True)
