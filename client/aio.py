@@ -164,7 +164,7 @@ class AsyncConnectionHandler(BaseClient):
         Sent one at a time between the callers' Python work, nearly every message found
         libzmq's I/O thread asleep and paid for waking it (about half the client's CPU per
         request at 64 in flight); back to back, one wake-up carries the whole burst. A send
-        that fails fails its own request. The drain follows because a send may have
+        that fails fails its own request (ConnectionError). The drain follows because a send may have
         consumed the FD's edge.
         """
         outbox, self._outbox = self._outbox, []
@@ -178,7 +178,9 @@ class AsyncConnectionHandler(BaseClient):
             except zmq.ZMQError as exc:
                 future = pending.get(request_id)
                 if future is not None and not future.done():
-                    future.set_exception(exc)
+                    error = ConnectionError(f"cannot send the request to the broker: {exc}")
+                    error.__cause__ = exc
+                    future.set_exception(error)
         self._drain()
 
     def _drain(self) -> None:
