@@ -27,8 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from fluxon.database.expressions import quote
 from fluxon.database.introspect import (_TEMP_PREFIX, Column, Index, Schema, Table, _column_definition,
-                                        _definitions, _normalized, _rename_in_create, _scan_tokens, quote)
+                                        _definitions, _normalized, _rename_in_create, _scan_tokens)
 
 __all__ = [
     "Renames",

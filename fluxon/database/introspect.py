@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxon.database.expressions import quote
 from fluxon.errors import SchemaError
 
 __all__ = [
@@ -29,17 +30,11 @@ __all__ = [
     "Schema",
     "introspect",
     "load_statements",
-    "quote",
 ]
 
 HISTORY_TABLE = "fluxon_schema_history"
 _TEMP_PREFIX = "_fluxon_new_"
 _CONSTRAINT_KEYWORDS = {"CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"}
-
-
-def quote(identifier: str) -> str:
-    """Quote an SQL identifier, doubling embedded quotes."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 # --------------------------------------------------------------------------- the schema model

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from fluxon.database.diff import Operation, RebuildTable, Renames, diff_schemas
-from fluxon.database.introspect import Schema, _check_expressions, introspect, quote
+from fluxon.database.expressions import quote
+from fluxon.database.introspect import Schema, _check_expressions, introspect
 from fluxon.errors import SchemaError
 
 __all__ = [

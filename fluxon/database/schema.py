@@ -42,7 +42,8 @@ from typing import Any
 import click
 
 from fluxon.database.diff import Operation, Renames, diff_schemas
-from fluxon.database.introspect import HISTORY_TABLE, Schema, introspect, load_statements, quote
+from fluxon.database.expressions import quote
+from fluxon.database.introspect import HISTORY_TABLE, Schema, introspect, load_statements
 from fluxon.database.migrate import execute_plan
 from fluxon.errors import ConfigurationError, DestructiveMigration, FluxonError, SchemaError
 
