@@ -439,7 +439,6 @@ class Broker:
         jobs = sorted(worker.in_flight.values(), key=lambda j: j.job_id, reverse=True)
         worker.in_flight.clear()
         for job in jobs:
-            job.worker = None
             if job.route in worker.idempotent and not self._stopping:
                 log.info("re-dispatching idempotent job %d (%s) of lost worker", job.job_id, job.route)
                 self._queue.push_front(job)

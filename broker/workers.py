@@ -18,10 +18,10 @@ __all__ = ["Job", "WorkerState", "WorkerPool", "RequestQueue"]
 
 
 class Job:
-    """One client request from arrival to reply; ``worker`` is set while a worker runs it."""
+    """One client request from arrival to reply."""
 
     __slots__ = ("job_id", "client", "request_id", "route", "token", "payload", "context",
-                 "session", "deadline", "worker")
+                 "session", "deadline")
 
     def __init__(self, job_id: JobId, client: RoutingId, request_id: RequestId, route: str,
                  token: bytes, payload: Body, context: bytes, session: Any, deadline: float | None) -> None:
@@ -34,14 +34,12 @@ class Job:
         self.context = context
         self.session = session
         self.deadline = deadline
-        self.worker: RoutingId | None = None
 
 
 class WorkerState:
     """One registered worker: its credit, its jobs in flight and its last sign of life."""
 
-    __slots__ = ("routing_id", "credit", "info", "idempotent", "last_seen", "registered_at",
-                 "in_flight", "served")
+    __slots__ = ("routing_id", "credit", "info", "idempotent", "last_seen", "in_flight", "served")
 
     def __init__(self, routing_id: RoutingId, credit: int, info: JSONObject, now: float) -> None:
         self.routing_id = routing_id
@@ -51,7 +49,6 @@ class WorkerState:
         self.idempotent = frozenset(r for r in routes if isinstance(r, str)) if isinstance(routes, list) \
             else frozenset()
         self.last_seen = now
-        self.registered_at = now
         self.in_flight: dict[JobId, Job] = {}
         self.served = 0
 
@@ -110,7 +107,6 @@ class WorkerPool:
 
     def assign(self, worker: WorkerState, job: Job) -> None:
         """Record ``job`` as running on ``worker`` and move the worker to the back of the LRU order."""
-        job.worker = worker.routing_id
         worker.in_flight[job.job_id] = job
         if worker.free > 0:
             self._ready.move_to_end(worker.routing_id)
@@ -134,10 +130,6 @@ class WorkerPool:
     def in_flight_count(self) -> int:
         """Jobs running on all workers together."""
         return sum(len(w.in_flight) for w in self._workers.values())
-
-    def routing_ids(self) -> list[RoutingId]:
-        """Every registered worker's routing id."""
-        return list(self._workers)
 
 
 class RequestQueue:
