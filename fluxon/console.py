@@ -36,8 +36,11 @@ from typing import Any, Protocol, TextIO
 
 import click
 
+from fluxon.broker.config import BrokerConfig
+from fluxon.broker.control import send_control_command
 from fluxon.console_render import render_rows, render_sessions, render_status, render_value
-from fluxon.errors import ConnectionError as FluxonConnectionError, FluxonError, Timeout
+from fluxon.errors import ConfigurationError, ConnectionError as FluxonConnectionError, FluxonError, Timeout
+from fluxon.keys import derive_keys, load_private_key
 
 __all__ = [
     "DEFAULT_CONTROL_ENDPOINT",
@@ -55,7 +58,7 @@ __all__ = [
 
 logger = logging.getLogger("fluxon.console")
 
-DEFAULT_CONTROL_ENDPOINT = "tcp://127.0.0.1:8082"
+DEFAULT_CONTROL_ENDPOINT: str = BrokerConfig.control  # the broker's own default
 PROMPT = "fluxon> "
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -83,8 +86,6 @@ class SocketTransport:
         self.admin_timeout_s = max(timeout_s, admin_timeout_s)
 
     def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
-        from fluxon.broker.control import send_control_command  # the broker's side of the protocol
-
         timeout_s = self.admin_timeout_s if command == "admin" else self.timeout_s
         return send_control_command(self.endpoint, command, dict(args or {}), keys=self.keys,
                                     timeout_s=timeout_s)
@@ -319,21 +320,14 @@ def ctl(context: click.Context, endpoint: str, key_file: str | None, insecure: b
 
 def _load_admin_keys(key_file: str | None) -> Any:
     """The deployment keys (the admin keypair signs us in), from --key-file or the environment."""
-    from fluxon.keys import derive_keys, load_private_key
-
     try:
-        private_key = load_private_key(key_file)
-    except FluxonError as exc:
+        private_key = load_private_key(key_file)  # validated: derive_keys cannot fail on it
+    except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot read the key file: {exc}") from exc
-    if not private_key:
+    if private_key is None:
         raise click.UsageError("no private key: give --key-file F or set FLUXON_PRIVATE_KEY "
                                "(or --insecure for a broker started with --insecure)")
-    try:
-        return derive_keys(private_key)
-    except FluxonError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return derive_keys(private_key)
 
 
 # --------------------------------------------------------------------------- interactive console
