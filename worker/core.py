@@ -30,12 +30,12 @@ import signal
 import socket as _socket
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import zmq
 
 from fluxon import protocol
 from fluxon.protocol import STATUS_ERROR, STATUS_OK
+from fluxon.database.manipulation import SqliteDatabase
 from fluxon.errors import ConfigurationError, ProtocolError, Unavailable, encode_error
 from fluxon.keys import DeploymentKeys, derive_keys, load_private_key
 from fluxon.routing import Router
@@ -90,14 +90,9 @@ def keys_for(router: Router, *, key_file: str | None = None, insecure: bool = Fa
     return derive_keys(private_key)
 
 
-def open_database(router: Router) -> Any:
-    """The application's SqliteDatabase when the Router names one, else ``None`` (logged)."""
+def open_database(router: Router) -> SqliteDatabase | None:
+    """The application's SqliteDatabase when the Router names one, else ``None``."""
     if not router.database_path:
-        return None
-    try:
-        from fluxon.database.manipulation import SqliteDatabase
-    except ImportError as exc:
-        log.warning("fluxon.database.manipulation is not available (%s); request.db is disabled", exc)
         return None
     db = SqliteDatabase(router.database_path, models=router.models)
     log.info("database %s opened for request.db", router.database_path)
@@ -107,7 +102,7 @@ def open_database(router: Router) -> Any:
 class Worker:
     """Serves one Router's views to one broker until stopped."""
 
-    def __init__(self, router: Router, config: WorkerConfig, *, db: Any = None) -> None:
+    def __init__(self, router: Router, config: WorkerConfig, *, db: SqliteDatabase | None = None) -> None:
         self.router = router
         self.config = config
         self._db = db
@@ -168,9 +163,8 @@ class Worker:
             self._close_socket(linger_ms=1000 if self._stopping else 0)
             self._runner.shutdown(wait=False)
             self._ctx.term()
-            close_db = getattr(self._db, "close_all", None)
-            if close_db is not None:
-                close_db()
+            if self._db is not None:
+                self._db.close_all()
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
@@ -221,9 +215,7 @@ class Worker:
         while self._monitor is not None:
             try:
                 self._monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError:
+            except zmq.ZMQError:  # zmq.Again included: nothing more to read
                 return
             self._reconnect(f"connection to the broker dropped (the broker went away, or sent a message "
                             f"over max_message_bytes={self.config.max_message_bytes})")
