@@ -20,10 +20,10 @@ import logging
 import os
 import sys
 import threading
-from typing import Any
 
 import click
 
+from fluxon.broker import Broker, BrokerConfig
 from fluxon.errors import ConfigurationError
 from fluxon.keys import DeploymentKeys
 from fluxon.routing import Router, load_router
@@ -83,8 +83,6 @@ class AsyncServer:
 
     def serve(self) -> int:
         """Run the broker and the workers until Ctrl-C/SIGTERM; returns 0 after a clean shutdown."""
-        from fluxon.broker import Broker, BrokerConfig
-
         keys = keys_for(self.router, key_file=self.key_file, insecure=not self.secure)
         broker = Broker(BrokerConfig(
             frontend=self._endpoint(self.port), backend=self._endpoint(self.backend_port),
@@ -93,8 +91,8 @@ class AsyncServer:
             heartbeat_liveness=self.heartbeat_liveness, debug=self.debug,
             insecure_bind_anywhere=self.insecure_bind_anywhere))
         worker_config = WorkerConfig(
-            connect=self._endpoint(self.backend_port), app=self.router.import_path or _script_name(), concurrency=self.concurrency,
-            keys=keys, heartbeat_interval_s=self.heartbeat_interval_s,
+            connect=self._endpoint(self.backend_port), app=self.router.import_path or _script_name(),
+            concurrency=self.concurrency, keys=keys, heartbeat_interval_s=self.heartbeat_interval_s,
             heartbeat_liveness=self.heartbeat_liveness, shutdown_timeout_s=self.shutdown_timeout_s,
             debug=self.debug)
         router = self.router
@@ -117,8 +115,7 @@ class AsyncServer:
         log.info("server stopped")
         return 0
 
-
-    def _maybe_attach_console(self, broker: Any, keys: DeploymentKeys | None) -> None:
+    def _maybe_attach_console(self, broker: Broker, keys: DeploymentKeys | None) -> None:
         """The seed's interactive console (`help`, `status`, `saveschema`, `stop`...) on a terminal."""
         from fluxon.console import attach_console, stdin_is_interactive
 
@@ -136,7 +133,7 @@ def _script_name() -> str:
     return f"{os.path.basename(sys.argv[0]) or '__main__'}:router"
 
 
-def _run_broker(broker: Any, supervisor: Supervisor) -> None:
+def _run_broker(broker: Broker, supervisor: Supervisor) -> None:
     try:
         broker.run()
     except Exception:
