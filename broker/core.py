@@ -340,15 +340,17 @@ class Broker:
         now = time.monotonic()
         while queue and self._workers.has_ready():
             job = queue.pop()
-            if job is None:
-                return
             if job.deadline is not None and job.deadline <= now:
-                self._reply_error(job.client, job.request_id, Timeout("the request's deadline passed "
-                                                                      "while it waited for a worker"))
+                self._expire(job)
                 continue
             if not self._dispatch(job):
                 queue.push_front(job)
                 return
+
+    def _expire(self, job: Job) -> None:
+        """Answer a queued job whose client deadline passed with ``Timeout``; it never runs."""
+        self._reply_error(job.client, job.request_id,
+                          Timeout("the request's deadline passed while it waited for a worker"))
 
     # ------------------------------------------------------------------ backend (workers)
 
@@ -462,8 +464,7 @@ class Broker:
             if not self._send_worker(worker.routing_id, heartbeat):
                 self._remove_worker(worker, "unreachable")
         for job in self._queue.take_expired(now):
-            self._reply_error(job.client, job.request_id,
-                              Timeout("the request's deadline passed while it waited for a worker"))
+            self._expire(job)
         self._rate_samples.append((now, self._requests_total))
         while self._rate_samples and now - self._rate_samples[0][0] > _RATE_WINDOW_S:
             self._rate_samples.popleft()
