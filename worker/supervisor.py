@@ -64,19 +64,12 @@ class _Slot:
 class Supervisor:
     """Keeps ``count`` forked processes running ``target`` until stopped."""
 
-    def __init__(self, target: Callable[[], int], count: int, *, name: str = "worker",
-                 stop_timeout_s: float = 15.0) -> None:
+    def __init__(self, target: Callable[[], int], count: int, *, stop_timeout_s: float = 15.0) -> None:
         self.target = target
-        self.name = name
         self.stop_timeout_s = stop_timeout_s
         self._slots = [_Slot(i) for i in range(count)]
         self._stop = threading.Event()
         self._mp = multiprocessing.get_context("fork")
-
-    @property
-    def pids(self) -> list[int]:
-        """PIDs of the running children."""
-        return [slot.process.pid for slot in self._slots if slot.process and slot.process.is_alive()]
 
     def start(self) -> None:
         """Fork every child now."""
@@ -113,17 +106,17 @@ class Supervisor:
             proc.join(max(0.0, deadline - time.monotonic()))
         for proc in alive:
             if proc.is_alive():
-                log.warning("%s %d did not stop in %.1fs; killing it", self.name, proc.pid, self.stop_timeout_s)
+                log.warning("worker %d did not stop in %.1fs; killing it", proc.pid, self.stop_timeout_s)
                 _signal(proc.pid, signal.SIGKILL)
                 proc.join(5)
-        log.info("all %s processes stopped", self.name)
+        log.info("all worker processes stopped")
 
     def _spawn(self, slot: _Slot) -> None:
         proc = self._mp.Process(target=_child_main, args=(self.target, os.getpid()),
-                                name=f"fluxon-{self.name}-{slot.index}", daemon=False)
+                                name=f"fluxon-worker-{slot.index}", daemon=False)
         proc.start()
         slot.process, slot.started_at, slot.restart_at = proc, time.monotonic(), None
-        log.info("started %s process %d (pid %d)", self.name, slot.index, proc.pid)
+        log.info("started worker process %d (pid %d)", slot.index, proc.pid)
 
     def _watch(self) -> None:
         now = time.monotonic()
@@ -142,13 +135,13 @@ class Supervisor:
             if proc.exitcode == 0:
                 if not slot.finished:
                     slot.finished = True
-                    log.info("%s process %d (pid %d) exited cleanly; not restarting it",
-                             self.name, slot.index, proc.pid)
+                    log.info("worker process %d (pid %d) exited cleanly; not restarting it",
+                             slot.index, proc.pid)
                 continue
             if now - slot.started_at > _STABLE_AFTER_S:
                 slot.delay = 0.5
-            log.warning("%s process %d (pid %d) exited with %s; restarting in %.1fs",
-                        self.name, slot.index, proc.pid, proc.exitcode, slot.delay)
+            log.warning("worker process %d (pid %d) exited with %s; restarting in %.1fs",
+                        slot.index, proc.pid, proc.exitcode, slot.delay)
             slot.restart_at = now + slot.delay
             slot.delay = min(slot.delay * 2, _RESTART_DELAY_MAX_S)
 
