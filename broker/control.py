@@ -82,8 +82,6 @@ def _workers(broker: Broker, args: JSONObject) -> Any:
 
 
 def _sessions(broker: Broker, args: JSONObject) -> Any:
-    if broker.sessions is None:
-        return {"count": 0, "sessions": []}
     rows = broker.sessions.list_sessions()
     return {"count": len(rows), "sessions": rows}
 
@@ -92,8 +90,7 @@ def _sessions_kill(broker: Broker, args: JSONObject) -> Any:
     sid = args.get("sid")
     if not isinstance(sid, str) or not sid:
         raise ControlError(BadRequest("sessions-kill needs {'sid': '<session id>'}"))
-    killed = broker.sessions.kill(sid) if broker.sessions is not None else False
-    return {"sid": sid, "killed": killed}
+    return {"sid": sid, "killed": broker.sessions.kill(sid)}
 
 
 def _drain(broker: Broker, args: JSONObject) -> Any:

@@ -581,8 +581,8 @@ class Broker:
         return self._workers
 
     @property
-    def sessions(self) -> SessionBridge | None:
-        """The session store bridge, or None when sessions are off."""
+    def sessions(self) -> SessionBridge:
+        """The session store bridge (opened by ``start()``; control commands run only after it)."""
         return self._sessions
 
     @property

@@ -17,7 +17,9 @@ import os
 from typing import Any
 
 from fluxon.broker.config import BrokerConfig
+from fluxon.broker.sessions import Session, SessionStore
 from fluxon.errors import Unauthorized
+from fluxon.security import KeyDirectory
 
 __all__ = ["SessionBridge"]
 
@@ -28,7 +30,7 @@ _security_log = logging.getLogger("fluxon.security")
 class SessionBridge:
     """Session bookkeeping for one broker run."""
 
-    def __init__(self, store: Any, config: BrokerConfig, trusted: Any = None) -> None:
+    def __init__(self, store: SessionStore, config: BrokerConfig, trusted: KeyDirectory | None = None) -> None:
         self._store = store
         self._config = config
         self._trusted = trusted
@@ -36,13 +38,8 @@ class SessionBridge:
     @classmethod
     def open(cls, config: BrokerConfig) -> SessionBridge:
         """Open the store named by ``config`` (memory only when ``sessions_path`` is None)."""
-        from fluxon.broker.sessions import SessionStore
-
         hmac_key = config.keys.session_hmac_key if config.keys is not None else os.urandom(32)
-        trusted = None
-        if config.trusted_clients_dir is not None:
-            from fluxon.security import KeyDirectory
-            trusted = KeyDirectory(config.trusted_clients_dir)
+        trusted = KeyDirectory(config.trusted_clients_dir) if config.trusted_clients_dir is not None else None
         store = SessionStore(config.sessions_path, hmac_key, idle_timeout_s=config.session_idle_timeout_s,
                              absolute_lifetime_s=config.session_lifetime_s, max_sessions=config.max_sessions)
         return cls(store, config, trusted)
@@ -50,7 +47,7 @@ class SessionBridge:
     def __len__(self) -> int:
         return len(self._store)
 
-    def resolve(self, client_key: str, token: bytes, peer: str) -> tuple[Any, bytes]:
+    def resolve(self, client_key: str, token: bytes, peer: str) -> tuple[Session, bytes]:
         """The client's session and the context JSON for the worker; raises InvalidSession.
 
         In secure mode every frontend connection passed ZAP, so a message without a client
@@ -65,7 +62,7 @@ class SessionBridge:
         trusted = bool(client_key) and self._trusted is not None and client_key in self._trusted
         return session, session.context(peer, trusted, self._config.debug)
 
-    def settle(self, session: Any, presented_token: bytes, changes: bytes) -> bytes:
+    def settle(self, session: Session, presented_token: bytes, changes: bytes) -> bytes:
         """Apply the worker's changes; the token to send back (empty when the client's is still valid)."""
         if changes:
             session = self._store.apply_changes(session, changes)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from typing import Any
-
+from fluxon.broker.sessions import Session
 from fluxon.types import Body, JobId, JSONObject, RequestId, RoutingId
 
 __all__ = ["Job", "WorkerState", "WorkerPool", "RequestQueue"]
@@ -24,7 +23,7 @@ class Job:
                  "session", "deadline")
 
     def __init__(self, job_id: JobId, client: RoutingId, request_id: RequestId, route: str,
-                 token: bytes, payload: Body, context: bytes, session: Any, deadline: float | None) -> None:
+                 token: bytes, payload: Body, context: bytes, session: Session, deadline: float | None) -> None:
         self.job_id = job_id
         self.client = client
         self.request_id = request_id
