@@ -36,6 +36,7 @@ import zmq
 from fluxon import protocol as p
 from fluxon.errors import (BadRequest, ConnectionError, FluxonError, ProtocolError, Timeout,
                            Unavailable, decode_error)
+from fluxon.security import configure_curve_client
 from fluxon.types import JSONObject, RoutingId
 
 if TYPE_CHECKING:
@@ -180,7 +181,6 @@ def send_control_command(endpoint: str, command: str, args: JSONObject | None = 
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE_BYTES)
         if keys is not None:
-            from fluxon.security import configure_curve_client
             configure_curve_client(sock, keys.broker.public, keys.admin)
         try:
             sock.connect(endpoint)

@@ -39,6 +39,7 @@ from fluxon.broker.sockets import bind_backend, bind_control, bind_frontend
 from fluxon.broker.workers import Job, RequestQueue, WorkerPool, WorkerState
 from fluxon.errors import (FluxonError, InternalError, Overloaded, ProtocolError, Timeout, Unavailable,
                            WorkerLost, encode_error)
+from fluxon.security import start_authenticator
 from fluxon.types import RoutingId
 
 __all__ = ["Broker"]
@@ -152,7 +153,6 @@ class Broker:
         self._context = zmq.Context()
         try:
             if config.keys is not None:
-                from fluxon.security import start_authenticator
                 self._auth = start_authenticator(self._context, config.keys,
                                                  allow_clients_dir=config.allow_clients_dir)
             self._sessions = SessionBridge.open(config)

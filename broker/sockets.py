@@ -12,6 +12,7 @@ import zmq
 
 from fluxon.broker.config import BrokerConfig
 from fluxon.errors import ConfigurationError
+from fluxon.security import BACKEND_DOMAIN, CONTROL_DOMAIN, FRONTEND_DOMAIN, configure_curve_server
 
 __all__ = ["bind_frontend", "bind_backend", "bind_control"]
 
@@ -19,12 +20,15 @@ _LINGER_MS = 500
 _HWM = 100_000
 
 
-def _router(context: zmq.Context, config: BrokerConfig) -> zmq.Socket:
+def _router(context: zmq.Context, config: BrokerConfig, zap_domain: str) -> zmq.Socket:
+    """A ROUTER with the shared limits; a CURVE server under ``zap_domain`` in secure mode."""
     sock = context.socket(zmq.ROUTER)
     sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
     sock.setsockopt(zmq.LINGER, _LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, _HWM)
     sock.setsockopt(zmq.RCVHWM, _HWM)
+    if config.keys is not None:
+        configure_curve_server(sock, config.keys.broker, zap_domain)
     return sock
 
 
@@ -39,20 +43,14 @@ def _bind(sock: zmq.Socket, endpoint: str, name: str) -> str:
 
 def bind_frontend(context: zmq.Context, config: BrokerConfig) -> tuple[zmq.Socket, str]:
     """The clients' ROUTER; returns the socket and the endpoint it is bound to."""
-    sock = _router(context, config)
-    if config.keys is not None:
-        from fluxon.security import FRONTEND_DOMAIN, configure_curve_server
-        configure_curve_server(sock, config.keys.broker, FRONTEND_DOMAIN)
+    sock = _router(context, config, FRONTEND_DOMAIN)
     return sock, _bind(sock, config.frontend, "frontend")
 
 
 def bind_backend(context: zmq.Context, config: BrokerConfig) -> tuple[zmq.Socket, str]:
     """The workers' ROUTER (ROUTER_MANDATORY: a send to a vanished worker fails instead of vanishing)."""
-    sock = _router(context, config)
+    sock = _router(context, config, BACKEND_DOMAIN)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    if config.keys is not None:
-        from fluxon.security import BACKEND_DOMAIN, configure_curve_server
-        configure_curve_server(sock, config.keys.broker, BACKEND_DOMAIN)
     return sock, _bind(sock, config.backend, "backend")
 
 
@@ -60,8 +58,5 @@ def bind_control(context: zmq.Context, config: BrokerConfig) -> tuple[zmq.Socket
     """The admin console's ROUTER (only the admin key may connect in secure mode)."""
     if not config.control:
         raise ConfigurationError("the control socket is disabled (control=None)")
-    sock = _router(context, config)
-    if config.keys is not None:
-        from fluxon.security import CONTROL_DOMAIN, configure_curve_server
-        configure_curve_server(sock, config.keys.broker, CONTROL_DOMAIN)
+    sock = _router(context, config, CONTROL_DOMAIN)
     return sock, _bind(sock, config.control, "control")
