@@ -19,10 +19,10 @@ log = logging.getLogger("fluxon.broker")
 
 
 @click.command("broker")
-@click.option("--bind", "frontend", default="tcp://127.0.0.1:8080", show_default=True,
+@click.option("--bind", "frontend", default=BrokerConfig.frontend, show_default=True,
               help="Frontend endpoint (clients).")
-@click.option("--backend", default="tcp://127.0.0.1:8081", show_default=True, help="Backend endpoint (workers).")
-@click.option("--control", default="tcp://127.0.0.1:8082", show_default=True,
+@click.option("--backend", default=BrokerConfig.backend, show_default=True, help="Backend endpoint (workers).")
+@click.option("--control", default=BrokerConfig.control, show_default=True,
               help="Control endpoint (fluxon ctl); 'none' disables it.")
 @click.option("--key-file", type=click.Path(dir_okay=False),
               help="File holding the deployment private key (else $FLUXON_PRIVATE_KEY).")
@@ -35,19 +35,20 @@ log = logging.getLogger("fluxon.broker")
               help="Client keys in this directory may send arbitrary pickled objects.")
 @click.option("--sessions-db", "sessions_path", type=click.Path(dir_okay=False),
               help="SQLite file for sessions (default: memory only).")
-@click.option("--session-idle-timeout-s", type=click.FloatRange(min=1), default=14 * 86400, show_default=True,
-              help="A session expires when its client has been silent this long.")
-@click.option("--session-lifetime-s", type=click.FloatRange(min=1), default=30 * 86400, show_default=True,
-              help="A session expires this long after it was created or rotated (login/logout).")
-@click.option("--max-sessions", type=click.IntRange(min=1), default=100_000, show_default=True,
+@click.option("--session-idle-timeout-s", type=click.FloatRange(min=1), default=BrokerConfig.session_idle_timeout_s,
+              show_default=True, help="A session expires when its client has been silent this long.")
+@click.option("--session-lifetime-s", type=click.FloatRange(min=1), default=BrokerConfig.session_lifetime_s,
+              show_default=True, help="A session expires this long after it was created or rotated (login/logout).")
+@click.option("--max-sessions", type=click.IntRange(min=1), default=BrokerConfig.max_sessions, show_default=True,
               help="Sessions kept at most; past it the least recently seen anonymous ones are evicted.")
-@click.option("--heartbeat-interval-s", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-              help="Seconds between heartbeats to each worker.")
-@click.option("--heartbeat-liveness", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Missed heartbeat intervals after which a silent worker is removed.")
-@click.option("--max-queue", type=click.IntRange(min=0), default=10_000, show_default=True,
+@click.option("--heartbeat-interval-s", type=click.FloatRange(min=0.01), default=BrokerConfig.heartbeat_interval_s,
+              show_default=True, help="Seconds between heartbeats to each worker.")
+@click.option("--heartbeat-liveness", type=click.IntRange(min=1), default=BrokerConfig.heartbeat_liveness,
+              show_default=True, help="Missed heartbeat intervals after which a silent worker is removed.")
+@click.option("--max-queue", type=click.IntRange(min=0), default=BrokerConfig.max_queue, show_default=True,
               help="Requests waiting for a worker before clients get Overloaded.")
-@click.option("--max-message-bytes", type=click.IntRange(min=1024), default=64 * 1024 * 1024, show_default=True,
+@click.option("--max-message-bytes", type=click.IntRange(min=1024), default=BrokerConfig.max_message_bytes,
+              show_default=True,
               help="Largest message accepted on any socket; libzmq closes a connection that sends more.")
 @click.option("--console/--no-console", default=None,
               help="Interactive console on stdin (default: on when stdin is this job's terminal).")
