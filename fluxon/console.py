@@ -179,8 +179,7 @@ def sessions(context: click.Context, as_json: bool) -> None:
 def sessions_kill(console: Console, session_id: str, as_json: bool) -> None:
     """End the session SESSION_ID (its client must start a new one)."""
     answer = console.call("sessions-kill", {"sid": session_id})
-    killed = answer.get("killed") if isinstance(answer, Mapping) else answer
-    if killed is False:
+    if not answer["killed"]:
         raise click.ClickException(f"no session {session_id!r}")
     if as_json or console.json_output:
         console.show(answer, json_output=True)

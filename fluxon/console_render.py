@@ -92,15 +92,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render_status(data: Any) -> str:
-    """The ``status`` answer, with the uptime as a duration."""
-    if not isinstance(data, Mapping):
-        return render_value(data)
-    shown = dict(data)
-    for key in ("uptime_s", "uptime"):
-        if isinstance(shown.get(key), (int, float)):
-            shown[key] = _duration(float(shown[key]))
-    return render_mapping(shown)
+def render_status(data: Mapping[str, Any]) -> str:
+    """The ``status`` answer (``Broker.status``), with the uptime as a duration."""
+    return render_mapping({**data, "uptime_s": _duration(float(data["uptime_s"]))})
 
 
 def render_rows(key: str) -> Callable[[Any], str]:
