@@ -41,11 +41,14 @@ from typing import Any
 
 import click
 
+from fluxon.database.ddl import schema_statements
 from fluxon.database.diff import Operation, Renames, diff_schemas
 from fluxon.database.expressions import quote
 from fluxon.database.introspect import HISTORY_TABLE, Schema, introspect, load_statements
 from fluxon.database.migrate import execute_plan
+from fluxon.database.models import collect_models
 from fluxon.errors import ConfigurationError, DestructiveMigration, FluxonError, SchemaError
+from fluxon.routing import load_router
 
 __all__ = [
     "Snapshot",
@@ -207,9 +210,6 @@ def _all_renames(schema_dir: str | os.PathLike) -> Renames:
 
 def _render_models(models: Any) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str, str]]]:
     """Statements and rename hints of a model set (a module, a list of models, ...)."""
-    from fluxon.database.ddl import schema_statements
-    from fluxon.database.models import collect_models
-
     classes = collect_models(models)
     table_renames, column_renames = [], []
     for model in classes:
@@ -220,11 +220,10 @@ def _render_models(models: Any) -> tuple[list[str], list[tuple[str, str]], list[
             if fld.renamed_from:
                 # renamed_from names the old field; a relation's column is the field name + "_id"
                 old = fld.renamed_from
-                if getattr(fld, "is_relation", False) and not getattr(fld, "column_name", None) \
-                        and not old.endswith("_id"):
+                if fld.is_relation and not fld.column_name and not old.endswith("_id"):
                     old += "_id"
                 column_renames.append((meta.table_name, fld.column, old))
-    return list(schema_statements(classes)), table_renames, column_renames
+    return schema_statements(classes), table_renames, column_renames
 
 
 def save_schema(models: Any, schema_dir: str | os.PathLike) -> dict[str, Any]:
@@ -479,8 +478,6 @@ def apply_router_schema(router: Any, number: int, *, dry_run: bool = False, forc
 # --------------------------------------------------------------------------- the `fluxon schema` CLI
 
 def _load_app(app: str) -> Any:
-    from fluxon.routing import load_router
-
     try:
         return load_router(app)
     except FluxonError as exc:
