@@ -260,7 +260,7 @@ def _parse_key_file(path: Path) -> tuple[bytes | None, bytes | None]:
             public = value.strip().strip("'\"").encode("ascii")
         elif sep and name.strip() == "secret-key":
             secret = value.strip().strip("'\"").encode("ascii")
-    if public is None and len(bare) == 1 and is_z85_key(bare[0]):
+    if public is None and len(bare) == 1:
         public = bare[0].encode("ascii")
     return public, secret
 

@@ -6,8 +6,6 @@ No command takes a private key as an argument: argv is visible to every local us
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from fluxon.errors import ConfigurationError
@@ -52,7 +50,7 @@ def keygen(out_path: str | None, force: bool) -> None:
 def pubkey(key_file: str | None, role: str) -> None:
     """Print the broker's CURVE public key (Z85), derived from the private key."""
     try:
-        key = load_private_key(key_file, os.environ)
+        key = load_private_key(key_file)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     if key is None:

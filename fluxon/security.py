@@ -121,12 +121,9 @@ class KeyDirectory:
         self._refresh(time.monotonic())
 
     def __contains__(self, z85_public_key: object) -> bool:
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._refresh(now)
         if isinstance(z85_public_key, bytes):
             z85_public_key = z85_public_key.decode("ascii", "replace")
-        return z85_public_key in self._keys
+        return z85_public_key in self.keys()
 
     def __len__(self) -> int:
         return len(self._keys)
