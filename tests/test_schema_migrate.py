@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from apps import school_v1, school_v2
-from fluxon.database.migrate import Renames, diff_schemas, execute_plan, introspect
+from fluxon.database.diff import Renames, diff_schemas
+from fluxon.database.introspect import introspect
+from fluxon.database.migrate import execute_plan
 from fluxon.database.schema import (apply_schema, current_schema, plan_schema, read_snapshot, render_snapshot,
                                     save_schema, snapshot_path)
 from fluxon.errors import DestructiveMigration, SchemaError

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from fluxon.database.migrate import introspect
+from fluxon.database.introspect import introspect
 from fluxon.database.schema import apply_schema, render_snapshot, snapshot_path
 from fluxon.errors import DestructiveMigration, SchemaError
 

@@ -8,8 +8,7 @@ foreign_key_check``, a check that the result matches the snapshot, commit. Any f
 back and names the rows or the constraint.
 
 Reading schemas lives in :mod:`fluxon.database.introspect`, comparing them in
-:mod:`fluxon.database.diff`; ``introspect``, ``Renames`` and ``diff_schemas`` are re-exported
-here for callers that import them from this module.
+:mod:`fluxon.database.diff`.
 """
 
 from __future__ import annotations
@@ -20,18 +19,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from fluxon.database.diff import Operation, RebuildTable, Renames, diff_schemas
+from fluxon.database.diff import Operation, RebuildTable
 from fluxon.database.expressions import quote
 from fluxon.database.introspect import Schema, _check_expressions, introspect
 from fluxon.errors import SchemaError
 
-__all__ = [
-    "execute_plan",
-    # re-exported from their own modules
-    "introspect",
-    "Renames",
-    "diff_schemas",
-]
+__all__ = ["execute_plan"]
 
 log = logging.getLogger("fluxon.database.schema")
 
