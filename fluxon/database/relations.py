@@ -90,9 +90,6 @@ class ForeignKey(Field):
                 raise self.fail(value, "refers to an object that is not saved yet")
         return self.rel_field.to_storage(value)
 
-    def _lenient(self, value: Any) -> Any:
-        return self.to_storage(value)
-
 
 class OneToOneField(ForeignKey):
     """A unique foreign key (often the primary key, extending another model)."""
