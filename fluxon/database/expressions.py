@@ -246,17 +246,15 @@ class Expression(Node):
         if isinstance(child, Expression):
             child_precedence = _PRECEDENCE[child.op]
             same_chain = child.op == self.op and self.op in _ASSOCIATIVE
-            if child_precedence < precedence or (child_precedence == precedence and not same_chain):
-                ctx.sql.append("(")
-                child._sql(ctx)
-                ctx.sql.append(")")
-                return
-        elif isinstance(child, Negation) and precedence > _NOT_PRECEDENCE:
+            bracket = child_precedence < precedence or (child_precedence == precedence and not same_chain)
+        else:
+            bracket = isinstance(child, Negation) and precedence > _NOT_PRECEDENCE
+        if bracket:
             ctx.sql.append("(")
             child._sql(ctx)
             ctx.sql.append(")")
-            return
-        ctx.render(child)
+        else:
+            ctx.render(child)
 
 
 class Negation(Node):
