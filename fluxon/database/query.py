@@ -286,7 +286,9 @@ class Select:
 
     def sql(self) -> tuple[str, list]:
         """The SELECT text and its parameters."""
-        select_list, _, _ = _column_plan(self.model, self._columns)
+        return self._compile(_column_plan(self.model, self._columns)[0])
+
+    def _compile(self, select_list: str) -> tuple[str, list]:
         ctx = Context(qualify=True)
         ctx.sql.append("SELECT " + select_list)
         self._from(ctx)
@@ -296,8 +298,8 @@ class Select:
     # -- running -------------------------------------------------------------------------
     def all(self) -> list:
         """Every matching row, as model instances (or dicts after ``.dicts()``)."""
-        _, names, converters = _column_plan(self.model, self._columns)
-        sql, params = self.sql()
+        select_list, names, converters = _column_plan(self.model, self._columns)
+        sql, params = self._compile(select_list)
         return build_rows(self.model, names, converters, self.db._read(sql, params), self._as_dict)
 
     def __iter__(self):
