@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fluxon.connect import ConnectionHandler
 from fluxon.console import Console, SocketTransport, execute_line
 from fluxon.keys import derive_keys, load_private_key
 
@@ -99,15 +100,13 @@ def main() -> int:
             print(procs.run("schema", "save", APP).strip())
             print(procs.run("schema", "apply", "1", APP).strip())
             frontend, backend, control = _free_endpoint(), _free_endpoint(), _free_endpoint()
-            procs.start("broker", "broker", "--bind", frontend, "--backend", backend,
-                        "--control", control, "--key-file", str(key_file), ready="broker ready")
+            broker = procs.start("broker", "broker", "--bind", frontend, "--backend", backend,
+                                 "--control", control, "--key-file", str(key_file), ready="broker ready")
             for number in (1, 2):
                 procs.start(f"worker{number}", "worker", APP, "--connect", backend,
                             "--key-file", str(key_file), ready="worker ready")
             print(f"broker on {frontend}, two workers on {backend}\n")
             keys = derive_keys(env["FLUXON_PRIVATE_KEY"])
-            from fluxon.connect import ConnectionHandler
-
             port = int(frontend.rsplit(":", 1)[1])
             with ConnectionHandler(host="127.0.0.1", port=port, server_key=keys.broker.public,
                                    timeout_s=10.0) as conn:
@@ -116,7 +115,6 @@ def main() -> int:
             for line in ("status", "workers", "stop"):
                 print(f"\nfluxon> {line}")
                 execute_line(console, line)
-            broker = procs.children[0][1]
             broker.wait(15)
         finally:
             procs.stop_all()
