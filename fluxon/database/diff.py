@@ -399,17 +399,22 @@ def _after_renames(table: Table, target_name_of: dict[str, str],
     return replace(table, foreign_keys=tuple(sorted(fks, key=repr)))
 
 
+def _renamed_entries(entries: tuple, mapping: dict[str, str]) -> tuple:
+    """Index or constraint entries ``(column, desc, collation)`` with renamed columns."""
+    return tuple((mapping.get(c, c) if c is not None else None, desc, coll) for c, desc, coll in entries)
+
+
 def _rename_in_place(table: Table, mapping: dict[str, str]) -> Table:
     """The table as ALTER TABLE RENAME COLUMN leaves it (its own columns, keys and indexes)."""
-    def cols(entries: tuple) -> tuple:
-        return tuple((mapping.get(c, c) if c is not None else None, desc, coll) for c, desc, coll in entries)
     return replace(
         table,
         columns=tuple(replace(col, name=mapping.get(col.name, col.name)) for col in table.columns),
         foreign_keys=tuple(sorted((replace(fk, columns=_renamed_columns(fk.columns, mapping)) for fk in
                                    table.foreign_keys), key=repr)),
-        constraints=tuple(sorted(((unique, cols(entries)) for unique, entries in table.constraints), key=repr)),
-        indexes={name: replace(idx, columns=cols(idx.columns)) for name, idx in table.indexes.items()})
+        constraints=tuple(sorted(((unique, _renamed_entries(entries, mapping))
+                                  for unique, entries in table.constraints), key=repr)),
+        indexes={name: replace(idx, columns=_renamed_entries(idx.columns, mapping))
+                 for name, idx in table.indexes.items()})
 
 
 def diff_schemas(conn: sqlite3.Connection, live: Schema, target: Schema, renames: Renames,
@@ -500,8 +505,7 @@ def _diff_indexes(live: Schema, target: Schema, recorded: Schema | None, live_na
                 continue
             mapping = column_renames.get(idx.table, {})
             if (old is not None and target_name_of.get(old.table) == idx.table
-                    and Index(old.name, idx.table, old.unique,
-                              tuple((mapping.get(c, c) if c else c, d, k) for c, d, k in old.columns),
+                    and Index(old.name, idx.table, old.unique, _renamed_entries(old.columns, mapping),
                               old.partial) == idx
                     and _same_text(recorded_sql.get(idx.name), idx.sql, False, {**target_name_of, **mapping})):
                 kept.add(idx.name)
