@@ -164,6 +164,10 @@ class ModelBase(type):
             columns.insert(0, ("id", AutoField()))
         if sum(1 for _, f in columns if f.primary_key) > 1:
             raise ConfigurationError(f"{name}: only one field may be the primary key")
+        many_to_many = [(k, v) for k, v in declared if isinstance(v, ManyToManyField)]
+        for key, field in columns + many_to_many:   # bound first, so Metadata sees final names
+            field.bind(cls, key)
+            setattr(cls, key, field)
         table_name = options.get("table_name") or options.get("db_table") or name
         cls._meta = Metadata(
             cls, table_name, [f for _, f in columns],
@@ -173,12 +177,7 @@ class ModelBase(type):
             unique_together=tuple(tuple(u) for u in options.get("unique_together", ())),
             ordering=tuple(options.get("ordering", ())),
             auto_created=bool(attrs.get("_auto_created", False)))
-        for key, field in columns + [(k, v) for k, v in declared if isinstance(v, ManyToManyField)]:
-            field.bind(cls, key)
-            setattr(cls, key, field)
-            if isinstance(field, ManyToManyField):
-                cls._meta.many_to_many.append(field)
-        cls._meta.refresh()
+        cls._meta.many_to_many.extend(field for _, field in many_to_many)
         if cls._meta.abstract:
             return cls
         _REGISTRY.setdefault(name, []).append(cls)
