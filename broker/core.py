@@ -168,8 +168,6 @@ class Broker:
             self._readiness = SocketReadiness([s for s in (self.frontend, self.backend, self.control, self._wake)
                                                if s is not None])
         except BaseException:
-            if self._sessions is not None:
-                self._sessions.close()
             self._close()
             raise
         if config.keys is None:
@@ -648,12 +646,13 @@ class Broker:
                                           Unavailable("the broker stopped before the worker answered"))
                     self._send_worker(worker.routing_id, goodbye)
         finally:
-            if self._sessions is not None:
-                self._sessions.close()
             self._close()
             log.info("broker stopped")
 
     def _close(self) -> None:
+        """Release what ``start()`` acquired: the session store (flushed), sockets, ZAP, the context."""
+        if self._sessions is not None:
+            self._sessions.close()
         for name in ("frontend", "backend"):
             sock = getattr(self, name, None)
             if sock is not None and self._monitors:
