@@ -25,7 +25,6 @@ admin          {"op": ...}: pause dispatch, wait for in-flight jobs, run the op
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import zmq
 
 from fluxon import protocol as p
 from fluxon.errors import (BadRequest, ConnectionError, FluxonError, ProtocolError, Timeout,
-                           Unavailable, decode_error)
+                           Unavailable, error_from_dict)
 from fluxon.security import configure_curve_client
 from fluxon.types import JSONObject, RoutingId
 
@@ -201,8 +200,4 @@ def send_control_command(endpoint: str, command: str, args: JSONObject | None = 
                 continue
             if result.status == p.STATUS_OK:
                 return result.data
-            raise _error_from(result.data)
-
-
-def _error_from(data: Any) -> FluxonError:
-    return decode_error(json.dumps(data).encode())
+            raise error_from_dict(result.data)

@@ -65,6 +65,7 @@ __all__ = [
     "ConfigurationError",
     "encode_error",
     "decode_error",
+    "error_from_dict",
     "error_class_for",
 ]
 
@@ -248,17 +249,21 @@ def encode_error(exc: FluxonError, *, include_traceback: bool = False) -> bytes:
     return json.dumps(exc.to_dict(include_traceback=include_traceback), default=str).encode()
 
 
+def error_from_dict(body: Any) -> FluxonError:
+    """Rebuild the typed error from its plain-data form (:meth:`FluxonError.to_dict`); never raises."""
+    if not isinstance(body, dict):
+        return ProtocolError("an error body must be a JSON object")
+    code = str(body.get("code", FluxonError.code))
+    details = body.get("details") if isinstance(body.get("details"), dict) else {}
+    tb = body.get("traceback")
+    return error_class_for(code)(str(body.get("message", "")), details=details,
+                                 remote_traceback=tb if isinstance(tb, str) else None)
+
+
 def decode_error(data: bytes) -> FluxonError:
-    """Rebuild the typed error from an error reply body; never raises on bad input."""
+    """Rebuild the typed error from an error reply body (JSON bytes); never raises on bad input."""
     try:
         body = json.loads(data.decode("utf-8"))
-        if not isinstance(body, dict):
-            raise ValueError("error body is not an object")
-        code = str(body.get("code", FluxonError.code))
-        message = str(body.get("message", ""))
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
-        tb = body.get("traceback")
-        return error_class_for(code)(message, details=details,
-                                     remote_traceback=tb if isinstance(tb, str) else None)
     except (ValueError, UnicodeDecodeError) as exc:
         return ProtocolError(f"undecodable error reply: {exc}")
+    return error_from_dict(body)
