@@ -1,7 +1,7 @@
 """The broker: one thread, one loop over the frontend, backend and control ROUTERs.
 
-Each wake-up drains every ready socket (NOBLOCK while ``ZMQ_EVENTS`` reports
-``POLLIN``, capped per round for fairness) before waiting again, the pattern that
+Each wake-up drains every ready socket (NOBLOCK receives until ``zmq.Again``,
+capped per round for fairness) before waiting again, the pattern that
 measured 1.4x faster than an asyncio loop; the loop waits in epoll on the sockets'
 ``zmq.FD`` (see :mod:`fluxon.broker.readiness`, several times cheaper in system
 calls than ``zmq.Poller``). The hot path handles two frames per message (the ROUTER
@@ -239,9 +239,10 @@ class Broker:
         sock = self.frontend
         recv = self._recv_client
         for _ in range(_DRAIN_LIMIT):
-            if not sock.getsockopt(_EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
+            try:
+                client, frames, key, peer = recv(sock)
+            except zmq.Again:
                 return
-            client, frames, key, peer = recv(sock)
             if frames is None:
                 self._dropped("frontend", client, "message without a body frame")
                 continue
@@ -355,9 +356,10 @@ class Broker:
     def _drain_backend(self) -> None:
         sock = self.backend
         for _ in range(_DRAIN_LIMIT):
-            if not sock.getsockopt(_EVENTS) & _POLLIN:
+            try:
+                rid, frames = _recv_message(sock)
+            except zmq.Again:
                 break
-            rid, frames = _recv_message(sock)
             self._on_worker_message(rid, frames)
         else:
             self._readiness.mark(sock)  # capped: the rest waits for the next round
