@@ -116,6 +116,39 @@ def test_an_idempotent_job_of_a_lost_worker_runs_on_another(procs, zctx) -> None
     assert (reply.request_id, reply.status, reply.body) == (1, p.STATUS_OK, b"done")
 
 
+def test_a_job_for_a_vanished_worker_goes_to_another_even_when_not_idempotent(procs, zctx) -> None:
+    # The doomed worker closes its socket without a goodbye; no heartbeat tick comes (60 s), so
+    # the broker learns of it only when the dispatch fails (ROUTER_MANDATORY: EHOSTUNREACH).
+    # That job never left, so it may run elsewhere whatever its route. The broker's ROUTER
+    # forgets the peer once its main thread has processed libzmq's pipe-termination command;
+    # a dispatch in the instant before that is lost with the connection (then the job waits
+    # for the heartbeat window), so the scenario is tried on up to three fresh brokers.
+    for _attempt in range(3):
+        broker = start_broker(procs, "--heartbeat-interval-s", "60", "--heartbeat-liveness", "3")
+        doomed = FakeWorker(zctx, broker.backend)
+        broker.wait_workers(1)
+        spare = FakeWorker(zctx, broker.backend)
+        broker.wait_workers(2)
+        doomed.close()                           # the least recently used worker vanishes
+        for _ in range(3):                       # control round trips: the broker loop turns over
+            broker.ctl("status")
+        client = FakeClient(zctx, broker.frontend)
+        client.request(1, route="not-idempotent", payload=b"once")
+        try:
+            job = spare.recv_job(timeout_s=2)
+        except AssertionError:                   # the race above: the job left into the dying pipe
+            client.close()
+            continue
+        assert job.route == "not-idempotent" and job.payload == b"once"
+        spare.reply(job, b"done")
+        reply = client.reply()
+        assert (reply.request_id, reply.status, reply.body) == (1, p.STATUS_OK, b"done")
+        assert "unreachable" in broker.log()
+        assert broker.ctl("status")["workers"] == 1
+        return
+    raise AssertionError("the job never reached the spare worker in three attempts")
+
+
 def test_disconnect_from_a_busy_worker_answers_its_jobs_and_keeps_serving(procs, zctx) -> None:
     broker = start_broker(procs)
     leaving = FakeWorker(zctx, broker.backend, credit=2)
