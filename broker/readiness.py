@@ -7,13 +7,15 @@ request in flight (strace), where this loop makes five.
 
 The rule that keeps it correct: a socket's ``ZMQ_FD`` only says "commands arrived,
 ask ``ZMQ_EVENTS``", and any send, receive or ``ZMQ_EVENTS`` query on that socket may
-consume the signal. So a socket is *dirty* when its FD fired or when the broker sent
-on it; a drain reads until a NOBLOCK receive raises ``zmq.Again`` (that receive made
-libzmq process the socket's pending commands, so the socket is then clean and its FD
-fires on the next arrival), and the loop blocks in epoll only while no socket is dirty.
-The hot drains do not ask ``ZMQ_EVENTS`` before each message: every query is a
-``poll()`` plus a ``getpid()`` in libzmq, while a successful receive makes no system
-call and the one ``Again`` per drain costs about two queries.
+consume the signal. So a socket is drained when its FD fired, and it is *dirty* when
+the broker sent on it (or its drain stopped at the cap): the next round asks a dirty
+socket ``ZMQ_EVENTS`` once and drains it if it reports ``POLLIN``. A drain reads until
+a NOBLOCK receive raises ``zmq.Again`` (that receive made libzmq process the socket's
+pending commands, so the socket is then clean and its FD fires on the next arrival),
+and the loop blocks in epoll only while no socket is dirty. Drains do not ask
+``ZMQ_EVENTS`` before each message: every query is a ``poll()`` plus a ``getpid()`` in
+libzmq, while a successful receive makes no system call and the one ``Again`` per
+drain costs about two queries.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import select
 import zmq
 
 __all__ = ["SocketReadiness"]
+
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: pyzmq's enums cost ~1 µs a call
 
 
 class SocketReadiness:
@@ -42,16 +46,21 @@ class SocketReadiness:
         self._dirty.add(sock)
 
     def wait(self, timeout_s: float) -> set[zmq.Socket]:
-        """The sockets to drain now: the dirty ones plus those whose FD fires within ``timeout_s``.
+        """The sockets to drain now: those whose FD fires within ``timeout_s``, and the dirty ones that hold messages.
 
-        Returns an empty set on timeout. A drain that stops early (its per-round cap)
-        must :meth:`mark` its socket again.
+        Returns an empty set on timeout. A dirty socket whose FD did not fire is asked
+        ``ZMQ_EVENTS`` once (which also re-arms its FD when it is empty): after a send
+        the usual answer is "nothing", and the query costs half of the ``zmq.Again`` an
+        empty drain ends with. A drain that stops early (its per-round cap) must
+        :meth:`mark` its socket again.
         """
         fired = self._epoll.poll(0 if self._dirty else timeout_s)
-        ready, self._dirty = self._dirty, set()
+        dirty, self._dirty = self._dirty, set()
         by_fd = self._by_fd
-        for fd, _ in fired:
-            ready.add(by_fd[fd])
+        ready = {by_fd[fd] for fd, _ in fired}
+        for sock in dirty:
+            if sock not in ready and sock.getsockopt(_EVENTS) & _POLLIN:
+                ready.add(sock)
         return ready
 
     def close(self) -> None:
