@@ -368,6 +368,9 @@ class Broker:
         self._readiness.mark(sock)
         send = sock.send
         send(routing_id, _MORE_NOBLOCK)
+        if len(frames) == 1:  # the usual message: one header+body frame
+            send(frames[0], _NOBLOCK)
+            return
         last = len(frames) - 1
         for index, frame in enumerate(frames):
             send(frame, _MORE_NOBLOCK if index < last else _NOBLOCK, copy=not isinstance(frame, zmq.Frame))

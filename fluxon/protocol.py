@@ -103,10 +103,13 @@ C_RESULT = 0x02
 # Header layouts (protocol id and command included, body follows).
 _CLIENT_REQUEST = struct.Struct("!4sBQIBH")    # id, cmd, request_id, timeout_ms, route_len, token_len
 _CLIENT_REPLY = struct.Struct("!4sBQBH")       # id, cmd, request_id, status, token_len
+_CLIENT_REQUEST_SIZE, _CLIENT_REPLY_SIZE = _CLIENT_REQUEST.size, _CLIENT_REPLY.size
 _W_BARE = struct.Struct("!5sB")                # id, cmd (HEARTBEAT, DISCONNECT, SHUTDOWN)
+_W_BARE_SIZE = _W_BARE.size
 _W_READY = struct.Struct("!5sBH")              # id, cmd, credit ; then JSON info
 _W_REQUEST = struct.Struct("!5sBQBI")          # id, cmd, job_id, route_len, context_len
 _W_REPLY = struct.Struct("!5sBQBI")            # id, cmd, job_id, status, changes_len
+_W_REQUEST_SIZE, _W_REPLY_SIZE = _W_REQUEST.size, _W_REPLY.size
 _W_ADMIN = struct.Struct("!5sBQ")              # id, cmd, job_id ; then JSON op
 _W_ADMIN_REPLY = struct.Struct("!5sBQB")       # id, cmd, job_id, status ; then JSON result
 _C_COMMAND = struct.Struct("!5sBQ")            # id, cmd, command_id ; then JSON {"command","args"}
@@ -117,9 +120,11 @@ _U32_MAX = 0xFFFFFFFF
 _U64_MAX = 0xFFFFFFFFFFFFFFFF
 
 # --------------------------------------------------------------------------- decoded messages
+# Plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field through
+# object.__setattr__ (0.62 against 0.17 µs for five fields), and every request decodes four.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClientRequest:
     """REQUEST, client -> broker."""
     request_id: RequestId
@@ -129,7 +134,7 @@ class ClientRequest:
     payload: Body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClientReply:
     """REPLY, broker -> client. ``token`` is non-empty only when the session token changed."""
     request_id: RequestId
@@ -138,14 +143,14 @@ class ClientReply:
     body: Body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkerReady:
     """READY, worker -> broker: ``credit`` requests at once, ``info`` = pid, host, app, idempotent routes."""
     credit: int
     info: JSONObject
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkerRequest:
     """REQUEST, broker -> worker. ``context`` is the session context as JSON bytes."""
     job_id: JobId
@@ -154,7 +159,7 @@ class WorkerRequest:
     payload: Body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkerReply:
     """REPLY, worker -> broker. ``changes`` is session-change JSON, or empty."""
     job_id: JobId
@@ -163,17 +168,17 @@ class WorkerReply:
     body: Body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Heartbeat:
     """HEARTBEAT, both directions."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Disconnect:
     """DISCONNECT ("goodbye"), both directions."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Shutdown:
     """SHUTDOWN, broker -> worker: the deployment is stopping; finish in-flight work and exit.
 
@@ -182,14 +187,14 @@ class Shutdown:
     """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admin:
     """ADMIN, broker -> worker: one schema operation, e.g. ``{"op": "saveschema"}``."""
     job_id: JobId
     op: JSONObject
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AdminReply:
     """ADMIN_REPLY, worker -> broker: the operation's result as plain data, or the error dict."""
     job_id: JobId
@@ -201,7 +206,7 @@ WorkerMessage = Union[WorkerReady, WorkerRequest, WorkerReply, Heartbeat, Discon
                       AdminReply]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ControlCommand:
     """COMMAND, admin -> broker control socket."""
     command_id: int
@@ -209,7 +214,7 @@ class ControlCommand:
     args: JSONObject
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ControlResult:
     """RESULT, broker -> admin: ``data`` is the result, or the error dict when status is STATUS_ERROR."""
     command_id: int
@@ -245,6 +250,15 @@ def _split_body(body: Body, header: bytes) -> list[Frame]:
 
 def _check_frames(frames: Frames, protocol: bytes, what: str) -> bytes:
     """Count the frames, check the total size and the protocol id; return the header frame."""
+    if type(frames) is list and len(frames) == 1:  # the usual message: one bytes frame (fast path)
+        head = frames[0]
+        if type(head) is bytes and len(head) <= MAX_MESSAGE_BYTES and head.startswith(protocol):
+            return head
+    return _check_frames_fully(frames, protocol, what)
+
+
+def _check_frames_fully(frames: Frames, protocol: bytes, what: str) -> bytes:
+    """:func:`_check_frames` for every shape of input, with the error that names what is wrong."""
     if not isinstance(frames, (list, tuple)) or not 1 <= len(frames) <= 2:
         count = len(frames) if isinstance(frames, (list, tuple)) else "?"
         raise ProtocolError(f"{what}: expected 1 or 2 frames, got {count}")
@@ -281,7 +295,7 @@ def _check_status(status: int, what: str, ids: dict[str, int]) -> None:
         raise ProtocolError(f"{what}: unknown status {status}", details=ids)
 
 
-def _utf8(data: bytes, what: str, ids: dict[str, int]) -> str:
+def _utf8(data: bytes, what: str, **ids: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -360,19 +374,19 @@ def decode_client_request(frames: Frames) -> ClientRequest:
     what = "client request"
     head = _check_frames(frames, CLIENT_PROTOCOL, what)
     _, cmd, request_id, timeout_ms, route_len, token_len = _unpack(_CLIENT_REQUEST, head, what)
-    ids = {"request_id": request_id}
-    if cmd != CLIENT_REQUEST:
-        raise ProtocolError(f"{what}: unknown command 0x{cmd:02x}", details=ids)
-    if token_len > MAX_TOKEN_BYTES:
-        raise ProtocolError(f"{what}: token of {token_len} bytes exceeds {MAX_TOKEN_BYTES}", details=ids)
-    start = _CLIENT_REQUEST.size
+    start = _CLIENT_REQUEST_SIZE
     offset = start + route_len + token_len
-    if len(head) < offset:
+    if cmd != CLIENT_REQUEST or token_len > MAX_TOKEN_BYTES or len(head) < offset:
+        ids = {"request_id": request_id}
+        if cmd != CLIENT_REQUEST:
+            raise ProtocolError(f"{what}: unknown command 0x{cmd:02x}", details=ids)
+        if token_len > MAX_TOKEN_BYTES:
+            raise ProtocolError(f"{what}: token of {token_len} bytes exceeds {MAX_TOKEN_BYTES}", details=ids)
         raise ProtocolError(f"{what}: lengths do not add up (header frame {len(head)} bytes, "
                             f"fields need {offset})", details=ids)
-    route = _utf8(head[start:start + route_len], what, ids)
-    token = head[start + route_len:offset]
-    return ClientRequest(request_id, timeout_ms, route, token, _body(frames, head, offset, what, ids))
+    route = _utf8(head[start:start + route_len], what, request_id=request_id)
+    body = head[offset:] if len(frames) == 1 else _body(frames, head, offset, what, {"request_id": request_id})
+    return ClientRequest(request_id, timeout_ms, route, head[start + route_len:offset], body)
 
 
 def encode_client_reply(request_id: RequestId, status: int, body: Body, *,
@@ -392,17 +406,17 @@ def decode_client_reply(frames: Frames) -> ClientReply:
     what = "client reply"
     head = _check_frames(frames, CLIENT_PROTOCOL, what)
     _, cmd, request_id, status, token_len = _unpack(_CLIENT_REPLY, head, what)
-    ids = {"request_id": request_id}
-    if cmd != CLIENT_REPLY:
-        raise ProtocolError(f"{what}: unknown command 0x{cmd:02x}", details=ids)
-    _check_status(status, what, ids)
-    if token_len > MAX_TOKEN_BYTES:
-        raise ProtocolError(f"{what}: token of {token_len} bytes exceeds {MAX_TOKEN_BYTES}", details=ids)
-    offset = _CLIENT_REPLY.size + token_len
-    if len(head) < offset:
+    offset = _CLIENT_REPLY_SIZE + token_len
+    if cmd != CLIENT_REPLY or status not in _STATUSES or token_len > MAX_TOKEN_BYTES or len(head) < offset:
+        ids = {"request_id": request_id}
+        if cmd != CLIENT_REPLY:
+            raise ProtocolError(f"{what}: unknown command 0x{cmd:02x}", details=ids)
+        _check_status(status, what, ids)
+        if token_len > MAX_TOKEN_BYTES:
+            raise ProtocolError(f"{what}: token of {token_len} bytes exceeds {MAX_TOKEN_BYTES}", details=ids)
         raise ProtocolError(f"{what}: lengths do not add up", details=ids)
-    token = head[_CLIENT_REPLY.size:offset]
-    return ClientReply(request_id, status, token, _body(frames, head, offset, what, ids))
+    body = head[offset:] if len(frames) == 1 else _body(frames, head, offset, what, {"request_id": request_id})
+    return ClientReply(request_id, status, head[_CLIENT_REPLY_SIZE:offset], body)
 
 
 # --------------------------------------------------------------------------- worker protocol
@@ -481,25 +495,23 @@ def _decode_ready(frames: Frames, head: bytes, what: str) -> WorkerReady:
 
 def _decode_w_request(frames: Frames, head: bytes, what: str) -> WorkerRequest:
     _, _, job_id, route_len, context_len = _unpack(_W_REQUEST, head, what)
-    ids = {"job_id": job_id}
-    start = _W_REQUEST.size
+    start = _W_REQUEST_SIZE
     offset = start + route_len + context_len
     if len(head) < offset:
-        raise ProtocolError(f"{what}: lengths do not add up", details=ids)
-    route = _utf8(head[start:start + route_len], what, ids)
-    context = head[start + route_len:offset]
-    return WorkerRequest(job_id, route, context, _body(frames, head, offset, what, ids))
+        raise ProtocolError(f"{what}: lengths do not add up", details={"job_id": job_id})
+    route = _utf8(head[start:start + route_len], what, job_id=job_id)
+    body = head[offset:] if len(frames) == 1 else _body(frames, head, offset, what, {"job_id": job_id})
+    return WorkerRequest(job_id, route, head[start + route_len:offset], body)
 
 
 def _decode_w_reply(frames: Frames, head: bytes, what: str) -> WorkerReply:
     _, _, job_id, status, changes_len = _unpack(_W_REPLY, head, what)
-    ids = {"job_id": job_id}
-    _check_status(status, what, ids)
-    offset = _W_REPLY.size + changes_len
-    if len(head) < offset:
-        raise ProtocolError(f"{what}: lengths do not add up", details=ids)
-    changes = head[_W_REPLY.size:offset]
-    return WorkerReply(job_id, status, changes, _body(frames, head, offset, what, ids))
+    offset = _W_REPLY_SIZE + changes_len
+    if status not in _STATUSES or len(head) < offset:
+        _check_status(status, what, {"job_id": job_id})
+        raise ProtocolError(f"{what}: lengths do not add up", details={"job_id": job_id})
+    body = head[offset:] if len(frames) == 1 else _body(frames, head, offset, what, {"job_id": job_id})
+    return WorkerReply(job_id, status, head[_W_REPLY_SIZE:offset], body)
 
 
 def _decode_bare(frames: Frames, head: bytes, what: str, message: Heartbeat | Disconnect | Shutdown):
@@ -537,7 +549,9 @@ def decode_worker_message(frames: Frames) -> WorkerMessage:
     """Decode any worker-protocol message (either direction) into its dataclass."""
     what = "worker message"
     head = _check_frames(frames, WORKER_PROTOCOL, what)
-    _, cmd = _unpack(_W_BARE, head, what)
+    if len(head) < _W_BARE_SIZE:
+        _unpack(_W_BARE, head, what)  # raises: truncated header
+    cmd = head[_W_BARE_SIZE - 1]
     if cmd == W_REPLY:
         return _decode_w_reply(frames, head, what)
     if cmd == W_REQUEST:

@@ -117,6 +117,8 @@ class Worker:
         self._admin_tasks: set[asyncio.Task] = set()
         self._held: list[int] = []   # job ids that arrived while stopping
         self._outbox: list[list] = []  # replies waiting for the end of this loop iteration
+        self._flush_scheduled = False  # a _flush_outbox is in the loop's ready queue
+        self._jobs_started = 0
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._last_recv = 0.0
@@ -239,15 +241,20 @@ class Worker:
         """Send a reply at the end of this loop iteration, together with the others finished in it.
 
         Replies sent one by one from separate view tasks each woke libzmq's I/O thread;
-        sent as one burst they wake it once. Only used while other requests are running:
-        a lone reply goes out at once (:meth:`_send`), so one request in flight waits for
-        nothing.
+        sent as one burst they wake it once. Only used while other requests are running
+        or a flush is already queued: a lone reply goes out at once (:meth:`_send`), so
+        one request in flight waits for nothing.
         """
         self._outbox.append(frames)
-        if len(self._outbox) == 1:
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
             self._loop.call_soon(self._flush_outbox)
 
     def _flush_outbox(self, *, quiet: bool = False) -> None:
+        self._flush_scheduled = False
         outbox, self._outbox = self._outbox, []
         sock = self._sock
         if sock is None or not outbox:
@@ -265,13 +272,19 @@ class Worker:
             self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
-        """Read every message that is ready, until zmq.Again."""
+        """Read every message that is ready, until zmq.Again.
+
+        When jobs arrived, a flush is queued behind their tasks' first steps: the replies
+        of views that finish without awaiting leave in the same loop iteration as one
+        burst, instead of queueing a flush for the iteration after.
+        """
+        started = self._jobs_started
         while self._sock is not None:
             sock = self._sock
             try:  # no ZMQ_EVENTS check per message: each is a poll() and getpid() in libzmq
                 frames = protocol.recv_frames(sock, _NOBLOCK)
             except zmq.Again:
-                return
+                break
             except zmq.ZMQError as exc:
                 log.warning("receive from the broker failed: %s", exc)
                 return
@@ -291,6 +304,8 @@ class Worker:
                 log.warning("dropped a malformed message from the broker: %s", exc.message)
                 continue
             self._dispatch(message)
+        if self._jobs_started != started:
+            self._schedule_flush()
 
     # ------------------------------------------------------------------ messages
 
@@ -316,6 +331,7 @@ class Worker:
             self._held.append(job.job_id)
             return
         payload = job.payload if isinstance(job.payload, bytes) else bytes(job.payload)
+        self._jobs_started += 1
         tag = (self._generation, job.job_id)
         self._in_flight.add(tag)
         self._runner.submit(job.route, job.context, payload, functools.partial(self._finish_job, tag))
@@ -327,7 +343,7 @@ class Worker:
             log.info("dropped the reply to job %d: the connection it came on is gone", job_id)
             return
         frames = protocol.encode_worker_reply(job_id, outcome.status, outcome.body, changes=outcome.changes)
-        if self._in_flight:  # more replies are coming: send them together
+        if self._in_flight or self._flush_scheduled:  # more replies are coming: send them together
             self._send_soon(frames)
         else:
             self._send(frames)
