@@ -181,3 +181,39 @@ def test_generated_plain_data_round_trips(value, protocol) -> None:
 def test_unpickler_reads_only_what_it_is_given() -> None:
     """Bytes after STOP are ignored, as pickle does; a valid prefix still decodes."""
     assert loads_restricted(pickle.dumps([1, 2]) + b"trailing junk") == [1, 2]
+
+
+def _closure_factory(base: int):
+    return lambda x: x + base
+
+
+def test_dumps_reuses_its_pickler_and_writes_exactly_cloudpickles_bytes() -> None:
+    import threading
+
+    import cloudpickle
+
+    values = [PLAIN, [1, "x" * 200], _closure_factory(3), b"z" * (2 << 20), {"after": "a big one"}, PLAIN]
+    for value in values:  # the kept pickler's memo, buffer and globals are emptied between calls
+        assert dumps(value) == cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(SerializationError):
+        dumps([1, threading.Lock()])              # a failure half-way ...
+    assert dumps([1, 2]) == cloudpickle.dumps([1, 2], protocol=pickle.HIGHEST_PROTOCOL)  # ... leaves no trace
+
+    class CallsDumpsWhilePickled:
+        def __reduce__(self):
+            return (bytes, (dumps(["inner"]),))   # dumps() re-entered from inside a dump
+
+    assert pickle.loads(loads_trusted(dumps(CallsDumpsWhilePickled()))) == ["inner"]
+
+    results: dict[int, list[bytes]] = {}
+
+    def pickle_many(worker: int) -> None:
+        results[worker] = [dumps({"worker": worker, "i": i}) for i in range(500)]
+
+    threads = [threading.Thread(target=pickle_many, args=(worker,)) for worker in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for worker, blobs in results.items():
+        assert [pickle.loads(blob) for blob in blobs] == [{"worker": worker, "i": i} for i in range(500)]
