@@ -66,6 +66,7 @@ class _Link:
         self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         sock.connect(endpoint)
         self.handshaken = False
+        self.rcvtimeo_ms = -1  # the socket's ZMQ_RCVTIMEO (libzmq's default), kept by the blocking client
 
     def has_handshaken(self) -> bool:
         """True once a ZMTP (and CURVE) handshake with the broker has succeeded."""

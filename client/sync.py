@@ -56,7 +56,9 @@ class ConnectionHandler(BaseClient):
         while True:
             # A blocking receive bounded by RCVTIMEO: fewer system calls than poll() then recv().
             wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            sock.setsockopt(_RCVTIMEO, wait_ms)
+            if wait_ms != link.rcvtimeo_ms:  # usually the same as for the last request: skip the call
+                sock.setsockopt(_RCVTIMEO, wait_ms)
+                link.rcvtimeo_ms = wait_ms
             try:
                 frames = protocol.recv_frames(sock)
             except zmq.Again:
