@@ -1,7 +1,7 @@
 """The broker: one thread, one loop over the frontend, backend and control ROUTERs.
 
-Each wake-up drains every ready socket (NOBLOCK receives until ``zmq.Again``,
-capped per round for fairness) before waiting again, the pattern that
+Each wake-up drains every ready socket (NOBLOCK receives until none is left, capped
+per round for fairness) before waiting again, the pattern that
 measured 1.4x faster than an asyncio loop; the loop waits in epoll on the sockets'
 ``zmq.FD`` (see :mod:`fluxon.broker.readiness`, several times cheaper in system
 calls than ``zmq.Poller``). The hot path handles two frames per message (the ROUTER
@@ -311,9 +311,9 @@ class Broker:
 
         Sent one at a time between the decoding of the next messages, nearly every send found
         libzmq's I/O thread asleep and paid for waking it; sent together they share its
-        wake-ups and the peers receive them in larger batches (per-process harness, 64 in
-        flight: CPU per request -14% summed over client, broker and workers; see
-        bench/README.md). Per peer, messages leave in the order they were queued.
+        wake-ups and the peers receive them in larger batches (a few percent less CPU per
+        request over all processes at 64 in flight; see bench/README.md). Per peer,
+        messages leave in the order they were queued.
 
         A dispatch that cannot be delivered (EHOSTUNREACH: the worker vanished; or its queue
         is full) removes the worker: its jobs that never left are queued again at the front,

@@ -10,12 +10,17 @@ ask ``ZMQ_EVENTS``", and any send, receive or ``ZMQ_EVENTS`` query on that socke
 consume the signal. So a socket is drained when its FD fired, and it is *dirty* when
 the broker sent on it (or its drain stopped at the cap): the next round asks a dirty
 socket ``ZMQ_EVENTS`` once and drains it if it reports ``POLLIN``. A drain reads until
-a NOBLOCK receive raises ``zmq.Again`` (that receive made libzmq process the socket's
+the socket is empty, which it learns from a ``ZMQ_EVENTS`` query without ``POLLIN`` or
+a NOBLOCK receive raising ``zmq.Again`` (either makes libzmq process the socket's
 pending commands, so the socket is then clean and its FD fires on the next arrival),
-and the loop blocks in epoll only while no socket is dirty. Drains do not ask
-``ZMQ_EVENTS`` before each message: every query is a ``poll()`` plus a ``getpid()`` in
-libzmq, while a successful receive makes no system call and the one ``Again`` per
-drain costs about two queries.
+and the loop blocks in epoll only while no socket is dirty.
+
+What each costs decides the drain's shape: a ``ZMQ_EVENTS`` query is a ``poll()`` plus
+a ``getpid()`` in libzmq (about 1.5 µs), a successful receive makes no system call, and
+a ``zmq.Again`` costs about two queries (pyzmq builds the exception with an import and
+``strerror``; at one request in flight that cold path cost more than anything else
+here). So a drain asks ``ZMQ_EVENTS`` once, after its first message (a lone message,
+usual at low load, ends there), and otherwise receives until ``zmq.Again``.
 """
 
 from __future__ import annotations
