@@ -272,7 +272,7 @@ class Worker:
             self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
-        """Read every message that is ready, until zmq.Again.
+        """Read every message that is ready (see the comment in the loop for how it learns there are no more).
 
         When jobs arrived, a flush is queued behind their tasks' first steps: the replies
         of views that finish without awaiting leave in the same loop iteration as one
