@@ -15,7 +15,7 @@ Life of a worker (Paranoid Pirate, see docs/protocol.md section 4.7):
    than our credit), send DISCONNECT and return 0.
 
 The socket is watched through its ``zmq.FD`` (edge-triggered) with
-``loop.add_reader`` and drained until ``zmq.Again``, also after each send.
+``loop.add_reader`` and drained until it is empty, also after each send.
 Malformed messages are logged and dropped; nothing from the network can stop
 the loop.
 """
