@@ -192,10 +192,10 @@ class BaseClient:
         """The view's result, or raise the typed error the broker or the worker sent."""
         if reply.token:
             self._token = bytes(reply.token)
-        body = reply.body if isinstance(reply.body, bytes) else bytes(reply.body)
-        if reply.status == protocol.STATUS_OK:
-            return loads_trusted(body)
-        error = decode_error(body)
+        body = reply.body
+        if reply.status == protocol.STATUS_OK:  # a large body stays in its frame: unpickled without a copy
+            return loads_trusted(body if isinstance(body, bytes) else memoryview(body))
+        error = decode_error(bytes(body))
         if isinstance(error, InvalidSession):
             # The broker no longer accepts our token (expired, or a broker without our session):
             # forget it, so that the next request starts a new session instead of failing again.
