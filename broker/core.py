@@ -319,8 +319,10 @@ class Broker:
         is full) removes the worker: its jobs that never left are queued again at the front,
         since they never ran; the ones it had received are settled as for any lost worker.
         """
-        if self._flushing:  # re-entered from a send made while flushing (e.g. a control result when
-            return          # a lost worker ends an admin operation): the running flush sends what is queued
+        # Re-entered from a send made while flushing (a control result, when a lost worker ends an
+        # admin operation): the running flush sends whatever is queued meanwhile.
+        if self._flushing:
+            return
         self._flushing = True
         try:
             while self._outbox:
