@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zmq
@@ -54,7 +55,7 @@ _LOG_LIMIT = 20
 _LOG_WINDOW_S = 10.0
 _RATE_WINDOW_S = 5.0
 
-_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's enum flag arithmetic costs ~1 µs a call
 
 
@@ -239,16 +240,12 @@ class Broker:
 
     # ------------------------------------------------------------------ frontend (clients)
 
+    def _waiting(self, sock: zmq.Socket, receive: Callable[[zmq.Socket], Any]) -> Iterator[Any]:
+        """The messages waiting on ``sock``, at most ``_DRAIN_LIMIT`` per round (then it is marked for the next)."""
+        return p.receive_waiting(sock, receive, limit=_DRAIN_LIMIT, at_limit=self._readiness.mark)
+
     def _drain_frontend(self) -> None:
-        sock = self.frontend
-        recv = self._recv_client
-        for count in range(_DRAIN_LIMIT):
-            if count == 1 and not sock.getsockopt(_EVENTS) & _POLLIN:
-                return  # the usual single message at low load: this query costs half a zmq.Again
-            try:
-                client, frames, key, peer = recv(sock)
-            except zmq.Again:
-                return
+        for client, frames, key, peer in self._waiting(self.frontend, self._recv_client):
             if frames is None:
                 self._dropped("frontend", client, "message without a body frame")
                 continue
@@ -261,7 +258,6 @@ class Broker:
                     self._reply_error(client, request_id, exc)
                 continue
             self._on_client_request(client, request, key, peer)
-        self._readiness.mark(sock)  # capped: the rest waits for the next round
 
     def _recv_client(self, sock: zmq.Socket) -> tuple[RoutingId, list | None, str, str]:
         """One client message: (routing id, frames after the envelope or None, client key, peer address).
@@ -397,9 +393,9 @@ class Broker:
 
     def _pump(self) -> None:
         """Hand queued jobs to workers while some have credit (not while paused or an admin job waits)."""
-        if self._paused or self._admin is not None:
-            return
         queue = self._queue
+        if not queue or self._paused or self._admin is not None:  # after every backend drain: usually empty
+            return
         now = time.monotonic()
         while queue and self._workers.has_ready():
             job = queue.pop()
@@ -418,17 +414,8 @@ class Broker:
     # ------------------------------------------------------------------ backend (workers)
 
     def _drain_backend(self) -> None:
-        sock = self.backend
-        for count in range(_DRAIN_LIMIT):
-            if count == 1 and not sock.getsockopt(_EVENTS) & _POLLIN:
-                break  # as in _drain_frontend
-            try:
-                rid, frames = _recv_message(sock)
-            except zmq.Again:
-                break
+        for rid, frames in self._waiting(self.backend, _recv_message):
             self._on_worker_message(rid, frames)
-        else:
-            self._readiness.mark(sock)  # capped: the rest waits for the next round
         self._pump()
 
     def _on_worker_message(self, rid: RoutingId, frames: list | None) -> None:
@@ -555,17 +542,13 @@ class Broker:
                                      self.config.max_message_bytes)
 
     def _drain_wake(self) -> None:
-        while self._wake.getsockopt(_EVENTS) & _POLLIN:
-            self._wake.recv(_NOBLOCK)
+        for _ in p.receive_waiting(self._wake):
+            pass  # a wake-up carries nothing: the loop checks the stop flag after this
 
     # ------------------------------------------------------------------ control socket
 
     def _drain_control(self) -> None:
-        sock = self.control
-        for _ in range(_DRAIN_LIMIT):
-            if not sock.getsockopt(_EVENTS) & _POLLIN:
-                return
-            rid, frames = _recv_message(sock)
+        for rid, frames in self._waiting(self.control, _recv_message):
             if frames is None:
                 self._dropped("control", rid, "message without a body frame")
                 continue
@@ -588,7 +571,6 @@ class Broker:
                 continue
             if result is not AdminOperation.PENDING:
                 self.send_control_result(rid, command.command_id, p.STATUS_OK, result)
-        self._readiness.mark(sock)  # capped: the rest waits for the next round
 
     def send_control_result(self, rid: RoutingId, command_id: int, status: int, data: Any) -> None:
         """Answer a control client (also used by a finished admin operation)."""

@@ -15,12 +15,8 @@ a NOBLOCK receive raising ``zmq.Again`` (either makes libzmq process the socket'
 pending commands, so the socket is then clean and its FD fires on the next arrival),
 and the loop blocks in epoll only while no socket is dirty.
 
-What each costs decides the drain's shape: a ``ZMQ_EVENTS`` query is a ``poll()`` plus
-a ``getpid()`` in libzmq (about 1.5 µs), a successful receive makes no system call, and
-a ``zmq.Again`` costs about two queries (pyzmq builds the exception with an import and
-``strerror``; at one request in flight that cold path cost more than anything else
-here). So a drain asks ``ZMQ_EVENTS`` once, after its first message (a lone message,
-usual at low load, ends there), and otherwise receives until ``zmq.Again``.
+How a drain ends, and why it asks ``ZMQ_EVENTS`` only once: see
+:func:`fluxon.protocol.receive_waiting`, which every drain uses.
 """
 
 from __future__ import annotations

@@ -24,9 +24,6 @@ from fluxon.errors import ConfigurationError, ConnectionError
 
 __all__ = ["AsyncConnectionHandler"]
 
-# Plain ints: pyzmq's enum flag arithmetic costs about a microsecond per call on the hot path.
-_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
-
 
 class _Deadlines:
     """The deadlines of one client's requests: a heap of ``(deadline, request_id)`` and ONE loop timer.
@@ -193,9 +190,7 @@ class AsyncConnectionHandler(BaseClient):
         """Receive every reply waiting on the socket and hand each to its request.
 
         One ``ZMQ_EVENTS`` check first (the usual answer after a send is "nothing"), then
-        receive until ``zmq.Again``: each ``getsockopt(EVENTS)`` makes libzmq run two
-        system calls (about 1.5 µs), a successful non-blocking ``recv`` none, and the one
-        ``Again`` per drain costs about 3.8 µs, so with a few replies waiting this is cheaper.
+        receive until ``zmq.Again`` (see :func:`fluxon.protocol.receive_waiting`).
 
         When replies were handed out, a flush is queued behind the wake-ups of their
         callers: the requests those callers make next leave in the same loop iteration,
@@ -204,15 +199,8 @@ class AsyncConnectionHandler(BaseClient):
         link = self._link
         if link is None:
             return
-        sock = link.sock
-        if not sock.getsockopt(_EVENTS) & _POLLIN:
-            return
         answered = False
-        while True:
-            try:
-                frames = protocol.recv_frames(sock, _NOBLOCK)
-            except zmq.Again:
-                break
+        for frames in protocol.receive_waiting(link.sock, ask_at=0):
             reply = self._decode(frames)
             if reply is None:
                 continue

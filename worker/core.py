@@ -272,47 +272,43 @@ class Worker:
             self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
-        """Read every message that is ready (see the comment in the loop for how it learns there are no more).
+        """Read every message that is ready (see :func:`fluxon.protocol.receive_waiting`).
 
         When jobs arrived, a flush is queued behind their tasks' first steps: the replies
         of views that finish without awaiting leave in the same loop iteration as one
         burst, instead of queueing a flush for the iteration after.
         """
+        sock = self._sock
+        if sock is None:
+            return
         started = self._jobs_started
-        received = 0
-        while self._sock is not None:
-            sock = self._sock
-            try:
-                # No ZMQ_EVENTS query per message (each is a poll() and a getpid() in libzmq), only
-                # after the first one: a lone message, usual at low load, then ends the drain for
-                # half the cost of the zmq.Again that ends a longer one.
-                if received == 1 and not sock.getsockopt(_EVENTS) & _POLLIN:
+        try:
+            for frames in protocol.receive_waiting(sock):
+                self._on_message(frames)
+                if self._sock is not sock:  # DISCONNECT: that socket is closed, a new one comes later
                     break
-                frames = protocol.recv_frames(sock, _NOBLOCK)
-            except zmq.Again:
-                break
-            except zmq.ZMQError as exc:
-                log.warning("receive from the broker failed: %s", exc)
-                return
-            received += 1
-            self._last_recv = time.monotonic()
-            if not self._heard_since_connect:
-                self._heard_since_connect = True
-                self._backoff = self.config.reconnect_initial_s
-                if not self._announced:
-                    self._announced = True
-                    log.info("worker ready: connected to %s, credit %d, pid %d",
-                             self.config.connect, self.config.concurrency, os.getpid())
-                else:
-                    log.info("reconnected to the broker at %s", self.config.connect)
-            try:
-                message = protocol.decode_worker_message(frames)
-            except ProtocolError as exc:
-                log.warning("dropped a malformed message from the broker: %s", exc.message)
-                continue
-            self._dispatch(message)
+        except zmq.ZMQError as exc:
+            log.warning("receive from the broker failed: %s", exc)
         if self._jobs_started != started:
             self._schedule_flush()
+
+    def _on_message(self, frames: list) -> None:
+        self._last_recv = time.monotonic()
+        if not self._heard_since_connect:
+            self._heard_since_connect = True
+            self._backoff = self.config.reconnect_initial_s
+            if not self._announced:
+                self._announced = True
+                log.info("worker ready: connected to %s, credit %d, pid %d",
+                         self.config.connect, self.config.concurrency, os.getpid())
+            else:
+                log.info("reconnected to the broker at %s", self.config.connect)
+        try:
+            message = protocol.decode_worker_message(frames)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed message from the broker: %s", exc.message)
+            return
+        self._dispatch(message)
 
     # ------------------------------------------------------------------ messages
 
