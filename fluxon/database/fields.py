@@ -305,12 +305,26 @@ class BooleanField(Field):
         return f"{quote(self.column)} IN (0, 1)"
 
 
+def _empty_string_default(field: Field) -> None:
+    """Django's rule: text without ``null`` or ``default`` defaults to ``""``.
+
+    A row inserted without it stores the empty string instead of failing NOT NULL; the
+    DDL (and so the schema snapshot) records it as the column's DEFAULT. Fields with
+    choices keep no default ("" is rarely a choice), and so do passwords.
+    """
+    if (field.default is NO_DEFAULT and not field.null and not field.primary_key
+            and field.choices is None and field.empty_default):
+        field.default = ""
+
+
 class CharField(Field):
     sql_type = "VARCHAR"
     stored_as_is = str
+    empty_default = True
 
     def __init__(self, max_length: int = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        _empty_string_default(self)
         if not isinstance(max_length, int) or max_length < 1:
             raise ConfigurationError("CharField needs a positive integer max_length")
         self.max_length = max_length
@@ -332,6 +346,11 @@ class CharField(Field):
 class TextField(Field):
     sql_type = "TEXT"
     stored_as_is = str
+    empty_default = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _empty_string_default(self)
 
     def to_storage(self, value: Any) -> Any:
         if not isinstance(value, str):
@@ -343,6 +362,7 @@ class PasswordField(CharField):
     """Stores only scrypt hashes: a plain password is hashed on its way in."""
 
     stored_as_is = None  # every value goes through hashing
+    empty_default = False  # no implicit "": a missing password must not hash the empty one
 
     def __init__(self, max_length: int = 255, **kwargs: Any) -> None:
         super().__init__(max_length=max(max_length, 160), **kwargs)

@@ -62,6 +62,7 @@ class SqliteDatabase:
         for model in found:
             model._meta.database = self
             self.models[model.__name__] = model
+            self._bound.pop(model.__name__, None)   # a re-imported model replaces the old one
         return found
 
     def __getattr__(self, name: str) -> "BoundModel":

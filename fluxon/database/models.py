@@ -42,6 +42,7 @@ __all__ = [
 security_log = logging.getLogger("fluxon.security")
 
 _REGISTRY: dict[str, list[type["Model"]]] = {}
+_GENERATIONS: dict[tuple[str, str], int] = {}   # (module, scope) -> times it was re-run
 _PENDING: list[tuple[type["Model"], Any]] = []   # (model, field) whose target is not defined yet
 _CREATION = itertools.count()
 _META_OPTIONS = {"table_name", "renamed_from", "abstract", "indexes", "unique_together",
@@ -67,6 +68,7 @@ class Metadata:
         self.reverse_relations: list[ForeignKey] = []
         self.database: Any = None
         self.creation_order = next(_CREATION)
+        self.generation = 0                       # see _register
         self.pk: Field = next(f for f in fields if f.primary_key) if fields else None  # type: ignore
         self.refresh()
 
@@ -98,9 +100,35 @@ class Metadata:
         return field
 
 
-def _resolve(reference: Any, model: type) -> type | None:
+def _scope(model: type) -> tuple[str, str]:
+    """(module, enclosing scope): models of one module body, or of one function body."""
+    return model.__module__, model.__qualname__.rpartition(".")[0]
+
+
+def _register(cls: type) -> None:
+    """Record ``cls`` under its name; a redefinition starts a new generation of its scope.
+
+    Re-running a module (``importlib.reload``, a notebook cell, a test collected twice)
+    defines its models again. From the first redefinition on, names used by the new
+    classes resolve to the new generation only, so a new ``Student`` never links to the
+    old ``Enrollment`` that is about to be redefined too.
+    """
+    scope = _scope(cls)
+    candidates = _REGISTRY.setdefault(cls.__name__, [])
+    previous = [c for c in candidates if _scope(c) == scope and c.__qualname__ == cls.__qualname__]
+    if previous and not cls._meta.auto_created:
+        _GENERATIONS[scope] = _GENERATIONS.get(scope, 0) + 1
+    cls._meta.generation = _GENERATIONS.get(scope, 0)
+    candidates[:] = [c for c in candidates if c not in previous] + [cls]
+
+
+def _resolve(reference: Any, model: type, *, final: bool = False) -> type | None:
     """The model a relation names: a class, ``"self"``, ``"Name"`` (same module) or
-    ``"package.module.Name"``; None while it is not defined yet."""
+    ``"package.module.Name"``; None while it is not defined yet.
+
+    A name in the referring model's own scope resolves only within its generation (see
+    ``_register``) until ``final``, when binding to a database settles on the newest.
+    """
     if isinstance(reference, type):
         return reference
     if reference == "self":
@@ -108,10 +136,16 @@ def _resolve(reference: Any, model: type) -> type | None:
     if isinstance(reference, str):
         module, _, name = reference.rpartition(".")
         module = module or model.__module__
+        scope = _scope(model)
+        generation = getattr(getattr(model, "_meta", None), "generation", 0)
+        older = None
         for candidate in reversed(_REGISTRY.get(name, [])):
-            if candidate.__module__ == module:
+            if candidate.__module__ != module:
+                continue
+            if _scope(candidate) != scope or candidate._meta.generation == generation:
                 return candidate
-        return None
+            older = older or candidate
+        return older if final else None
     raise ConfigurationError(f"{model.__name__}: a relation needs a model or a model name, "
                              f"not {reference!r}")
 
@@ -180,7 +214,7 @@ class ModelBase(type):
         cls._meta.many_to_many.extend(field for _, field in many_to_many)
         if cls._meta.abstract:
             return cls
-        _REGISTRY.setdefault(name, []).append(cls)
+        _register(cls)
         for field in cls._meta.fields:
             if isinstance(field, ForeignKey):
                 _PENDING.append((cls, field))
@@ -211,8 +245,11 @@ def _as_password_field(field: Any) -> Any:
 _RESOLVING = [False]
 
 
-def _resolve_pending() -> None:
-    """Resolve references by name whose targets now exist (re-entrant calls are no-ops)."""
+def _resolve_pending(final: bool = False) -> None:
+    """Resolve references by name whose targets now exist (re-entrant calls are no-ops).
+
+    ``final`` (binding models to a database): also accept an older generation's model.
+    """
     if _RESOLVING[0]:
         return
     _RESOLVING[0] = True
@@ -223,9 +260,9 @@ def _resolve_pending() -> None:
             for item in list(_PENDING):
                 model, field = item
                 if isinstance(field, ManyToManyField):
-                    done = _resolve_m2m(model, field)
+                    done = _resolve_m2m(model, field, final)
                 else:
-                    target = _resolve(field.to_table, model)
+                    target = _resolve(field.to_table, model, final=final)
                     done = target is not None
                     if done:
                         field.rel_model = target
@@ -247,8 +284,8 @@ def _add_reverse_accessor(target: type, fk: ForeignKey) -> None:
     setattr(target, name, ReverseAccessor(fk))
 
 
-def _resolve_m2m(model: type, field: ManyToManyField) -> bool:
-    target = _resolve(field.to_table, model)
+def _resolve_m2m(model: type, field: ManyToManyField, final: bool) -> bool:
+    target = _resolve(field.to_table, model, final=final)
     if target is None:
         return False
     if field.through is None:
@@ -256,7 +293,7 @@ def _resolve_m2m(model: type, field: ManyToManyField) -> bool:
         field.through_model = _auto_through(model, field, target)
         field.source_fk, field.target_fk = field.through_model._meta.fields[1:3]  # type: ignore
         return True
-    through = _resolve(field.through, model)
+    through = _resolve(field.through, model, final=final)
     if through is None:
         return False
     fks = [f for f in through._meta.fields if isinstance(f, ForeignKey)]
@@ -289,7 +326,8 @@ def _auto_through(model: type, field: ManyToManyField, target: type) -> type:
     }
     through = ModelBase(f"{model.__name__}_{field.name}", (Model,), attrs)
     module = sys.modules.get(model.__module__)
-    if module is not None and not hasattr(module, through.__name__):
+    existing = getattr(module, through.__name__, None)
+    if module is not None and (existing is None or getattr(existing, "_auto_created", False)):
         setattr(module, through.__name__, through)  # importable, so its rows pickle
     return through
 
@@ -458,6 +496,7 @@ def collect_models(obj: Any) -> list[type[Model]]:
 
     Automatic many-to-many join models are included, right after the models they link.
     """
+    _resolve_pending(final=True)
     if isinstance(obj, ModuleType):
         found = [v for v in vars(obj).values()
                  if isinstance(v, type) and issubclass(v, Model) and v is not Model]
