@@ -2,8 +2,10 @@
 
     python bench/bench_messaging.py [--duration-s 1.5] [--repeat 3] [--modes plain,secure]
 
-For each repetition it measures, with the same client-side work (pickle the payload,
-unpickle the reply) on every path:
+For each repetition it measures every path below. Latencies come from a client that does the
+same work on every path (pickle the payload, unpickle the reply, time each request); the raw and
+proxy throughputs with several requests in flight come from a client that pickles once and only
+counts replies, so that the baselines are as strong as they can be:
 
 - raw:    DEALER client -> ROUTER echo process (no broker)
 - proxy:  DEALER client -> ``zmq.proxy`` ROUTER/DEALER process -> 2 DEALER echo processes
@@ -180,6 +182,38 @@ def _raw_load(endpoint: str, payload: object, inflight: int, duration_s: float) 
         sock.close(0)
 
 
+def _dealer_window(endpoint: str, frames: list[bytes], inflight: int, duration_s: float,
+                   curve_server_key: bytes | None = None) -> dict[str, float]:
+    """Raw DEALER keeping ``inflight`` messages outstanding: no ids, no timestamps, no decoding."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    if curve_server_key is not None:
+        sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+        sock.curve_serverkey = curve_server_key
+    sock.connect(endpoint)
+    for _ in range(inflight):  # warm-up window
+        sock.send_multipart(frames, copy=False)
+    for _ in range(inflight):
+        sock.recv_multipart(copy=False)
+    n = 0
+    cpu0, start = time.process_time(), time.perf_counter()
+    stop = start + duration_s
+    for _ in range(inflight):
+        sock.send_multipart(frames, copy=False)
+    outstanding, sending = inflight, True
+    while outstanding:
+        sock.recv_multipart(copy=False)
+        n += 1
+        outstanding -= 1
+        if sending:
+            sock.send_multipart(frames, copy=False)
+            outstanding += 1
+            sending = bool(n & 63) or time.perf_counter() < stop  # the clock is read once per 64 replies
+    elapsed = time.perf_counter() - start
+    sock.close(0)
+    return {"n": n, "elapsed_s": elapsed, "client_cpu_s": time.process_time() - cpu0}
+
+
 def _fluxon_load(port: int, payload: object, inflight: int, duration_s: float,
                  server_key: bytes | None) -> dict[str, float]:
     from fluxon.client import AsyncConnectionHandler, ConnectionHandler
@@ -227,7 +261,7 @@ def _run_raw(log_dir: Path, duration_s: float) -> dict[str, dict]:
         endpoint = _endpoint()
         procs.role("echo-router", endpoint)
         _wait(lambda: _raw_load(endpoint, 1, 1, 0.01)["rps"] > 0, 10, "raw echo")
-        return {name: _raw_load(endpoint, payload, n, duration_s) for name, payload, n in CASES}
+        return {name: _baseline(endpoint, payload, n, duration_s) for name, payload, n in CASES}
 
 
 def _run_proxy(log_dir: Path, duration_s: float) -> dict[str, dict]:
@@ -238,7 +272,20 @@ def _run_proxy(log_dir: Path, duration_s: float) -> dict[str, dict]:
         procs.role("echo-dealer", back)
         _wait(lambda: _raw_load(front, 1, 4, 0.05)["rps"] > 0, 10, "proxy")
         time.sleep(0.2)  # let the second echo worker connect, so both share the load
-        return {name: _raw_load(front, payload, n, duration_s) for name, payload, n in CASES}
+        return {name: _baseline(front, payload, n, duration_s) for name, payload, n in CASES}
+
+
+def _baseline(endpoint: str, payload: object, inflight: int, duration_s: float) -> dict[str, float]:
+    """A baseline's latency from the timed client, its throughput from the bookkeeping-free one.
+
+    A client that timestamps every request and keeps a dict of them caps what the C proxy can
+    show, and so flatters every ratio to it; the window client pickles once and only counts.
+    """
+    figures = _raw_load(endpoint, payload, inflight, duration_s)
+    if inflight > 1:
+        window = _dealer_window(endpoint, [pickle.dumps(payload, 5)], inflight, duration_s)
+        figures["rps"] = window["n"] / window["elapsed_s"]
+    return figures
 
 
 def _run_fluxon(log_dir: Path, duration_s: float, secure: bool, processes: int = 2) -> dict[str, dict]:
