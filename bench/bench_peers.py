@@ -47,7 +47,7 @@ from pathlib import Path
 import zmq
 from zmq.utils import z85
 
-from bench_messaging import _dealer_window, _endpoint, _Procs, _wait
+from bench_messaging import _dealer_window, _endpoint, _Procs, _proxy, _wait
 from fluxon.routing import Router
 
 HERE = Path(__file__).resolve().parent
@@ -79,14 +79,6 @@ def _rep_echo(endpoint: str) -> None:
     sock.connect(endpoint)
     while True:
         sock.send(sock.recv(copy=False), copy=False)
-
-
-def _proxy(frontend: str, backend: str) -> None:
-    ctx = zmq.Context()
-    front, back = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
-    front.bind(frontend)
-    back.bind(backend)
-    zmq.proxy(front, back)
 
 
 def _curve_echo(endpoint: str, secret_hex: str) -> None:
