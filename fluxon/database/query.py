@@ -23,6 +23,7 @@ __all__ = ["Select", "where_node", "insert_plan", "update_statement", "delete_st
            "check_count", "build_rows"]
 
 _new = object.__new__
+_NO_LIMIT = 2**63 - 1  # "no limit" with an OFFSET: -1 means that on SQLite only
 
 
 def where_node(where: Any) -> Node | None:
@@ -275,7 +276,7 @@ class Select:
                 ctx.render(item if isinstance(item, Ordering) else item.asc())
         if self._limit is not None or self._offset is not None:
             ctx.sql.append(" LIMIT ?")
-            ctx.params.append(-1 if self._limit is None else self._limit)
+            ctx.params.append(_NO_LIMIT if self._limit is None else self._limit)
             if self._offset is not None:
                 ctx.sql.append(" OFFSET ?")
                 ctx.params.append(self._offset)
