@@ -251,6 +251,8 @@ class DecimalField(Field):
         self.max_digits = max_digits
         self.decimal_places = decimal_places
         self._quantum = decimal.Decimal(1).scaleb(-decimal_places)
+        # quantize() fails past the context's precision (28 by default): give it room.
+        self._context = decimal.Context(prec=max(28, max_digits + decimal_places + 2))
         # NUMERIC affinity keeps 15 significant digits exactly and compares numerically;
         # longer decimals are stored as TEXT so no digit is lost.
         self.sql_type = f"DECIMAL({max_digits}, {decimal_places})" if max_digits <= 15 else "TEXT"
@@ -267,7 +269,8 @@ class DecimalField(Field):
                 raise self.fail(value, "expects a decimal number")
             if not number.is_finite():
                 raise self.fail(value, "must be a finite number")
-            return number.quantize(self._quantum, rounding=decimal.ROUND_HALF_EVEN)
+            return number.quantize(self._quantum, rounding=decimal.ROUND_HALF_EVEN,
+                                   context=self._context)
         except decimal.InvalidOperation:
             raise self.fail(value, "is not a decimal number that fits") from None
 
@@ -285,7 +288,7 @@ class DecimalField(Field):
             return None
         if isinstance(value, float):
             value = repr(value)
-        return decimal.Decimal(value).quantize(self._quantum)
+        return decimal.Decimal(value).quantize(self._quantum, context=self._context)
 
 
 class BooleanField(Field):
