@@ -6,6 +6,7 @@ import multiprocessing
 import pickle
 import sqlite3
 import threading
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -259,3 +260,44 @@ def test_a_forked_child_opens_its_own_connection(db):
 def test_a_where_on_a_table_not_in_the_query_is_a_database_error(db):
     with pytest.raises(DatabaseError, match="no such column"):
         Member.check(Unbound.name == "x")
+
+
+def test_iterator_streams_in_chunks_with_flat_memory(db):
+    Member.insert_many({"username": f"bulk{i}", "score": i % 4} for i in range(20000))
+    query = Member.select().where(Member.score == 1).order_by(Member.id)
+    assert [r.id for r in query.iterator(chunk_size=7)] == [r.id for r in query]
+    assert next(iter(query.dicts().iterator()))["score"] == 1
+    statements: list[str] = []
+    db.connection().set_trace_callback(statements.append)
+    try:
+        stream = Member.select().iterator(chunk_size=1000)
+        first = next(stream)
+        assert isinstance(first, Member) and len(statements) == 1
+        assert Member.count() == 20010                 # other reads run while it is open
+        assert sum(1 for _ in stream) == 20009
+    finally:
+        db.connection().set_trace_callback(None)
+    tracemalloc.start()
+    try:
+        for _ in Member.select().iterator(chunk_size=500):
+            pass
+        _, streamed = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        rows = Member.select().all()
+        _, listed = tracemalloc.get_traced_memory()
+        del rows
+    finally:
+        tracemalloc.stop()
+    assert streamed * 5 < listed
+    with pytest.raises(ValidationError):
+        next(Member.select().iterator(chunk_size=0))
+
+
+def test_queries_index_and_slice(db):
+    ordered = Member.select().order_by(Member.id)
+    assert ordered[2].username == "u2" and [r.username for r in ordered[3:5]] == ["u3", "u4"]
+    assert ordered[8:].count() == 2
+    with pytest.raises(IndexError):
+        ordered[10]
+    with pytest.raises(ValidationError):
+        ordered[-1]

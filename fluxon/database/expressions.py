@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
-    "Node", "Expression", "Value", "Negation", "Ordering", "Func", "SQL",
-    "Context", "compile_node", "quote", "where", "Where", "fn",
+    "Node", "Expression", "Value", "Negation", "Ordering", "Func", "SQL", "Alias", "Subquery",
+    "Exists", "Context", "compile_node", "quote", "where", "Where", "fn",
     "AND", "OR", "EQ", "NE", "LT", "LE", "GT", "GE", "IN", "NOT_IN", "LIKE", "IS", "IS_NOT",
     "BETWEEN",
 ]
@@ -55,7 +55,11 @@ def _binary(op: str, *, reflected: bool = False):
 
 
 def _as_node(value: Any) -> "Node":
-    return value if isinstance(value, Node) else Value(value)
+    if isinstance(value, Node):
+        return value
+    if hasattr(value, "_render_subquery"):
+        return Subquery(value)
+    return Value(value)
 
 
 class Node:
@@ -101,12 +105,16 @@ class Node:
             "e.g. (User.age > 3) & (User.name == 'x'), instead of the and/or/not keywords")
 
     def in_(self, values: Iterable[Any]) -> "Expression":
-        """``column IN (...)``; an empty list matches nothing."""
-        return Expression(self, IN, _ValueList(values))
+        """``column IN (...)``: a list (an empty one matches nothing) or a query."""
+        return Expression(self, IN, _values_or_subquery(values))
 
     def not_in(self, values: Iterable[Any]) -> "Expression":
-        """``column NOT IN (...)``; an empty list matches everything."""
-        return Expression(self, NOT_IN, _ValueList(values))
+        """``column NOT IN (...)``: a list (an empty one matches everything) or a query."""
+        return Expression(self, NOT_IN, _values_or_subquery(values))
+
+    def alias(self, name: str) -> "Alias":
+        """``expr AS "name"`` in a select list; rows carry the value under ``name``."""
+        return Alias(self, name)
 
     def like(self, pattern: str) -> "Expression":
         """SQL ``LIKE`` with the caller's own ``%``/``_`` wildcards (``\\`` escapes them)."""
@@ -181,6 +189,70 @@ class _ValueList(Node):
                 ctx.sql.append("?")
                 ctx.params.append(ctx.convert(value))
         ctx.sql.append(")")
+
+
+def _values_or_subquery(values: Any) -> Node:
+    if hasattr(values, "_render_subquery"):
+        return Subquery(values, in_list=True)
+    return _ValueList(values)
+
+
+class Subquery(Node):
+    """A query inside another one: ``(SELECT ...)``, its parameters in place.
+
+    ``in_list``: the right side of IN, where a query of whole rows selects its primary key.
+    """
+
+    __slots__ = ("query", "in_list")
+
+    def __init__(self, query: Any, *, in_list: bool = False) -> None:
+        self.query, self.in_list = query, in_list
+
+    def _sql(self, ctx: "Context") -> None:
+        previous, ctx.converter = ctx.converter, None   # inner values follow inner columns
+        try:
+            ctx.sql.append("(")
+            self.query._render_subquery(ctx, self.in_list)
+            ctx.sql.append(")")
+        finally:
+            ctx.converter = previous
+
+
+class Exists(Node):
+    """``EXISTS (SELECT 1 ...)``: an expression in a query, a bool when tested in Python.
+
+    ``if query.exists():`` runs the query; ``where(other.exists())`` nests it.
+    """
+
+    __slots__ = ("query",)
+
+    def __init__(self, query: Any) -> None:
+        self.query = query
+
+    def _sql(self, ctx: "Context") -> None:
+        ctx.sql.append("EXISTS ")
+        Subquery(self.query.select_one())._sql(ctx)
+
+    def __bool__(self) -> bool:
+        return self.query._run_exists()
+
+
+class Alias(Node):
+    """A named column of a select list (``node AS "name"`` there).
+
+    Elsewhere (ORDER BY, HAVING) it renders its expression again, since standard SQL
+    does not let HAVING refer to a select-list name.
+    """
+
+    __slots__ = ("node", "name")
+
+    def __init__(self, node: Node, name: str) -> None:
+        if not isinstance(name, str) or not name or name.startswith("_"):
+            raise ValueError(f"an alias is a name not starting with '_', not {name!r}")
+        self.node, self.name = node, name
+
+    def _sql(self, ctx: "Context") -> None:
+        ctx.render(self.node)
 
 
 class _Like(Node):
@@ -308,7 +380,16 @@ class _FunctionFactory:
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
+        if name.upper() == "EXISTS":
+            return _exists
         return lambda *args: Func(name, args)
+
+
+def _exists(query: Any) -> Node:
+    """``fn.EXISTS(query)``: the same node as ``query.exists()``."""
+    if not hasattr(query, "_render_subquery"):
+        raise TypeError("fn.EXISTS takes a query, e.g. fn.EXISTS(Course.select().where(...))")
+    return Exists(query)
 
 
 fn = _FunctionFactory()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from fluxon.database.backends.base import Backend
@@ -112,6 +112,10 @@ class Database:
 
     def _write(self, sql: str, params: Any) -> Any:
         """Run one writing statement; the result has ``rowcount`` and ``fetchall()``."""
+        raise NotImplementedError
+
+    def stream(self, sql: str, params: Iterable[Any] = (), *, batch_size: int = 2000) -> Iterator[tuple]:
+        """Rows of a SELECT, fetched ``batch_size`` at a time (``Select.iterator`` uses it)."""
         raise NotImplementedError
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> list:
@@ -235,7 +239,7 @@ class Database:
 
     def exists(self, model: Any, where: Any = None) -> bool:
         query = Select(self, _model_of(model))
-        return (query.where(where) if where is not None else query).exists()
+        return bool((query.where(where) if where is not None else query).exists())
 
 
 
@@ -281,6 +285,24 @@ class SqliteDatabase(Database):
             return self._connections.get().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise translate_error(exc) from exc
+
+    def stream(self, sql: str, params: Iterable[Any] = (), *, batch_size: int = 2000) -> Iterator[tuple]:
+        """Rows of a SELECT from an open cursor, fetched ``batch_size`` at a time."""
+        try:
+            cursor = self._connections.get().execute(sql, tuple(params))
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
+        try:
+            while True:
+                try:
+                    chunk = cursor.fetchmany(batch_size)
+                except sqlite3.Error as exc:
+                    raise translate_error(exc) from exc
+                if not chunk:
+                    return
+                yield from chunk
+        finally:
+            cursor.close()
 
     def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
         conn = self._connections.get()

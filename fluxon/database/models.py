@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
+from fluxon.database.aliases import ModelAlias, model_alias
 from fluxon.database.fields import (
     AutoField, BigIntegerField, BinaryField, BooleanField, CharField, DateField, DateTimeField,
     DecimalField, Field, FloatField, IntegerField, JSONField, PasswordField, PositiveIntegerField, TextField, TimeField, UUIDField,
@@ -24,7 +25,7 @@ from fluxon.database.fields import (
 from fluxon.database.passwords import hash_password, verify_password
 from fluxon.database.relations import (
     CASCADE, NO_ACTION, PROTECT, RESTRICT, SET_DEFAULT, SET_NULL, ForeignKey, ManyToManyField,
-    ManyToManyManager, OneToOneField, ReverseAccessor, bound_database,
+    ManyToManyManager, OneToOneField, ReverseAccessor, add_reverse_accessors, bound_database,
 )
 from fluxon.database.rows import Row, rebuild_row
 from fluxon.errors import ConfigurationError, ValidationError
@@ -267,21 +268,12 @@ def _resolve_pending(final: bool = False) -> None:
                     if done:
                         field.rel_model = target
                         target._meta.reverse_relations.append(field)
-                        if field.related_name:
-                            _add_reverse_accessor(target, field)
                 if done:
+                    add_reverse_accessors(field)
                     _PENDING.remove(item)
                     progress = True
     finally:
         _RESOLVING[0] = False
-
-
-def _add_reverse_accessor(target: type, fk: ForeignKey) -> None:
-    name = fk.related_name
-    if name in target._meta.by_name or any(name in vars(base) for base in target.__mro__):
-        raise ConfigurationError(f"{fk!r}: related_name {name!r} clashes with an attribute of "
-                                 f"{target.__name__}")
-    setattr(target, name, ReverseAccessor(fk))
 
 
 def _resolve_m2m(model: type, field: ManyToManyField, final: bool) -> bool:
@@ -457,6 +449,11 @@ class Model(metaclass=ModelBase):
     def select(cls, *columns: Any) -> Any:
         """A chainable query: ``User.select().where(...).order_by(...).limit(n)``."""
         return bound_database(cls).select(cls, *columns)
+
+    @classmethod
+    def alias(cls, name: str) -> ModelAlias:
+        """The model under another name in one query (self-joins): ``Person.alias("boss")``."""
+        return model_alias(cls, name)
 
     @classmethod
     def get(cls, where: Any = None, **equal: Any) -> "Model":

@@ -1,20 +1,23 @@
 """Compiled statements for one model: SELECT queries, INSERT plans, UPDATE and DELETE.
 
-INSERT plans and SELECT column lists are compiled once per model and column set and
-cached in ``Model._meta``; per row only the fields' converters run. Rows become model
-instances by filling ``__dict__`` directly (no ``__init__``), or plain dicts.
+INSERT plans and SELECT column lists (``columns.py``) are compiled once per model and
+column set and cached in ``Model._meta``; per row only the fields' converters run. Rows
+become model instances by filling ``__dict__`` directly (no ``__init__``), or plain dicts.
+Related rows load through ``eager.py`` (select_related JOINs, prefetch_related queries).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 
+from fluxon.database.aliases import ModelAlias, source_model, source_sql
+from fluxon.database.columns import ColumnPlan, build_rows, column_plan
 from fluxon.database.expressions import (
-    Context, Node, Ordering, Where, quote,
+    SQL, Alias, Context, Exists, Node, Ordering, Where, _as_node, quote,
 )
-from fluxon.database.fields import AutoField, Field
-from fluxon.database.relations import ForeignKey
+from fluxon.database.fields import AutoField
 from fluxon.errors import (
     ConfigurationError, DoesNotExist, MultipleObjectsReturned, ValidationError,
 )
@@ -129,60 +132,8 @@ def delete_statement(model: type, where: Any, all_rows: bool) -> tuple[str, list
     return ctx.text(), ctx.params
 
 
-def _column_plan(model: type, columns: tuple) -> tuple[str, tuple, tuple]:
-    """``(select list, attribute names, converters)`` for a column set, cached per model."""
-    meta = model._meta
-    plan = meta.cache.get(columns)
-    if plan is not None:
-        return plan
-    fields = columns or tuple(meta.fields)
-    names: list[str] = []
-    for field in fields:
-        if not isinstance(field, Field) or field.model is None:
-            raise ConfigurationError(f"select() takes model fields, not {field!r}")
-        name = field.name
-        if field.model is not model and (name in names or name in meta.by_name):
-            name = f"{field.model.__name__.lower()}_{name}"
-        names.append(name)
-    select_list = ", ".join(quote(f.model._meta.table_name) + "." + quote(f.column) for f in fields)
-    converters = tuple((i, names[i], f.python_value) for i, f in enumerate(fields)
-                       if f.python_value is not None)
-    plan = (select_list, tuple(names), converters)
-    meta.cache[columns] = plan
-    return plan
-
-
-def build_rows(model: type, names: tuple, converters: tuple, rows: list, as_dict: bool) -> list:
-    """Turn fetched tuples into model instances (or dicts), converting only where needed."""
-    out: list[Any] = []
-    append = out.append
-    if converters:
-        for row in rows:
-            data = dict(zip(names, row))
-            for index, name, convert in converters:
-                value = row[index]
-                if value is not None:
-                    data[name] = convert(value)
-            append(data)
-        if as_dict:
-            return out
-        built = []
-        for data in out:
-            obj = _new(model)
-            obj.__dict__ = data
-            built.append(obj)
-        return built
-    if as_dict:
-        return [dict(zip(names, row)) for row in rows]
-    for row in rows:
-        obj = _new(model)
-        obj.__dict__ = dict(zip(names, row))
-        append(obj)
-    return out
-
-
 class Select:
-    """A chainable SELECT on one model (plus joins along foreign keys); immutable steps."""
+    """A chainable SELECT on one model (plus joins, groups, related rows); immutable steps."""
 
     def __init__(self, db: Any, model: type, columns: tuple = ()) -> None:
         self.db = db
@@ -194,6 +145,11 @@ class Select:
         self._offset: int | None = None
         self._joins: tuple = ()
         self._as_dict = False
+        self._distinct = False
+        self._group: tuple = ()
+        self._having: Node | None = None
+        self._related: tuple = ()
+        self._prefetch: tuple = ()
 
     def _clone(self, **changes: Any) -> "Select":
         copy = _new(Select)
@@ -203,26 +159,39 @@ class Select:
     # -- building ------------------------------------------------------------------------
     def where(self, *conditions: Any, **equal: Any) -> "Select":
         """Add conditions (combined with AND); keyword arguments mean ``field == value``."""
-        node = self._where
-        for condition in conditions:
-            part = where_node(condition)
-            if part is not None:
-                node = part if node is None else (node & part)
         meta = self.model._meta
-        for name, value in equal.items():
-            part = meta.field(name) == value
-            node = part if node is None else (node & part)
-        return self._clone(_where=node)
+        parts = [where_node(c) for c in conditions] + [meta.field(k) == v for k, v in equal.items()]
+        return self._clone(_where=_and(self._where, parts))
+
+    def having(self, *conditions: Any) -> "Select":
+        """Conditions on groups (``fn.COUNT(Course.id) > 2``), combined with AND."""
+        return self._clone(_having=_and(self._having, [where_node(c) for c in conditions]))
+
+    def group_by(self, *items: Any) -> "Select":
+        """Group rows by fields or expressions; a model groups by its primary key."""
+        resolved = []
+        for item in items:
+            if isinstance(item, type) and hasattr(item, "_meta"):
+                item = item._meta.pk
+            elif isinstance(item, str):
+                item = self.model._meta.field(item)
+            elif not isinstance(item, Node):
+                raise ValidationError(f"cannot group by {type(item).__name__}")
+            resolved.append(item)
+        return self._clone(_group=self._group + tuple(resolved))
 
     def order_by(self, *orderings: Any) -> "Select":
-        """Order by fields (``User.name``, ``User.name.desc()``, or ``"-name"``)."""
+        """Order by fields (``User.name``, ``User.name.desc()``, ``"-name"``) or named
+        expressions of the select list (``"-n"`` for ``fn.COUNT(...).alias("n")``)."""
         resolved = []
         meta = self.model._meta
+        named = {c.name: c for c in self._columns if isinstance(c, Alias)}
         for item in orderings:
             if isinstance(item, str):
                 descending = item.startswith("-")
-                field = meta.field(item.lstrip("-+"))
-                item = field.desc() if descending else field.asc()
+                name = item.lstrip("-+")
+                node = named[name] if name in named else meta.field(name)
+                item = node.desc() if descending else node.asc()
             elif not isinstance(item, Node):
                 raise ValidationError(f"cannot order by {type(item).__name__}")
             resolved.append(item)
@@ -238,42 +207,73 @@ class Select:
         """Return rows as plain dicts instead of model instances."""
         return self._clone(_as_dict=as_dict)
 
-    def join(self, target: type, on: Any = None, *, outer: bool = False) -> "Select":
-        """Join ``target`` along the foreign key between it and a model already in the query."""
+    def distinct(self, distinct: bool = True) -> "Select":
+        """``SELECT DISTINCT``: equal rows (of the selected columns) once."""
+        return self._clone(_distinct=distinct)
+
+    def annotate(self, **named: Any) -> "Select":
+        """Add named expressions to the selected columns (all fields when none were chosen):
+        ``Teacher.select().join(Course).group_by(Teacher).annotate(n=fn.COUNT(Course.id))``."""
+        base = self._columns or tuple(self.model._meta.fields)
+        return self._clone(_columns=base + tuple(_as_node(v).alias(k) for k, v in named.items()))
+
+    def select_related(self, *paths: str) -> "Select":
+        """Load the rows these foreign keys point to in the same query (JOINs):
+        ``select_related("teacher", "teacher__user")``; ``course.teacher`` then reads no row."""
+        from fluxon.database.eager import related_paths
+        return self._clone(_related=related_paths(self.model, self._related + paths))
+
+    def prefetch_related(self, *paths: str) -> "Select":
+        """Load related rows in one extra query per relation (reverse foreign keys such as
+        ``"course_set"``, many-to-many fields, foreign keys; ``"a__b"`` nests)."""
+        return self._clone(_prefetch=self._prefetch + tuple(paths))
+
+    def join(self, target: Any, on: Any = None, *, outer: bool = False) -> "Select":
+        """Join ``target`` (a model or ``Model.alias("x")``) along the foreign key between it
+        and a model already in the query, or ``on`` a condition."""
         if on is None:
             on = self._join_condition(target)
         kind = "LEFT OUTER JOIN" if outer else "INNER JOIN"
         return self._clone(_joins=self._joins + ((kind, target, where_node(on)),))
 
-    def _join_condition(self, target: type) -> Node:
-        present = [self.model] + [j[1] for j in self._joins]
-        candidates = [f == target._meta.pk for m in present for f in m._meta.fields
-                      if isinstance(f, ForeignKey) and f.rel_model is target]
-        candidates += [f == f.rel_model._meta.pk for f in target._meta.fields
-                       if isinstance(f, ForeignKey) and f.rel_model in present]
+    def _join_condition(self, target: Any) -> Node:
+        present = [self.model] + [j[1] for j in self._joins if not isinstance(j[1], ModelAlias)]
+        model = source_model(target)
+
+        def column(field: Any) -> Any:
+            return target._column(field) if isinstance(target, ModelAlias) else field
+
+        candidates = [f == column(model._meta.pk) for m in present for f in m._meta.fields
+                      if f.is_relation and f.rel_model is model]
+        candidates += [column(f) == f.rel_model._meta.pk for f in model._meta.fields
+                       if f.is_relation and f.rel_model in present]
         if len(candidates) != 1:
-            raise ConfigurationError(f"cannot tell how to join {target.__name__} "
+            raise ConfigurationError(f"cannot tell how to join {model.__name__} "
                                      f"({len(candidates)} foreign keys fit): pass on=...")
         return candidates[0]
 
     # -- compiling -----------------------------------------------------------------------
-    def _from(self, ctx: Context) -> None:
+    def _from(self, ctx: Context, extra_joins: str = "") -> None:
         ctx.sql.append(" FROM " + quote(self.model._meta.table_name))
         for kind, target, on in self._joins:
-            ctx.sql.append(f" {kind} {quote(target._meta.table_name)} ON ")
+            ctx.sql.append(f" {kind} {source_sql(target)} ON ")
             ctx.render(on)
+        ctx.sql.append(extra_joins)
         if self._where is not None:
             ctx.sql.append(" WHERE ")
             ctx.render(self._where)
+        if self._group:
+            ctx.sql.append(" GROUP BY ")
+            _render_list(ctx, self._group)
+        if self._having is not None:
+            ctx.sql.append(" HAVING ")
+            ctx.render(self._having)
 
     def _tail(self, ctx: Context) -> None:
         order = self._order or self._default_order()
         if order:
             ctx.sql.append(" ORDER BY ")
-            for index, item in enumerate(order):
-                if index:
-                    ctx.sql.append(", ")
-                ctx.render(item if isinstance(item, Ordering) else item.asc())
+            _render_list(ctx, [i if isinstance(i, Ordering) else i.asc() for i in order])
         if self._limit is not None or self._offset is not None:
             ctx.sql.append(" LIMIT ?")
             ctx.params.append(_NO_LIMIT if self._limit is None else self._limit)
@@ -283,28 +283,99 @@ class Select:
 
     def _default_order(self) -> tuple:
         ordering = self.model._meta.ordering
-        return self.order_by(*ordering)._order if ordering else ()
+        return self.order_by(*ordering)._order if ordering and not self._group else ()
+
+    def _render(self, ctx: Context, plan: ColumnPlan, extra_joins: str = "") -> None:
+        ctx.sql.append("SELECT DISTINCT " if self._distinct else "SELECT ")
+        ctx.sql.append(plan.sql)
+        ctx.params.extend(plan.params)
+        self._from(ctx, extra_joins)
+        self._tail(ctx)
+
+    def _plan(self) -> tuple[ColumnPlan, str, Any]:
+        """``(select list, extra joins, rows -> objects)`` for running this query."""
+        if self._related:
+            if self._as_dict or self._columns:
+                raise ConfigurationError("select_related() loads whole model instances: use it "
+                                         "without chosen columns and without .dicts()")
+            from fluxon.database.eager import related_plan
+            return related_plan(self)
+        plan = column_plan(self.model, self._columns)
+        model, as_dict = self.model, self._as_dict
+        return plan, "", lambda rows: build_rows(model, plan.names, plan.converters, rows, as_dict)
 
     def sql(self) -> tuple[str, list]:
         """The SELECT text and its parameters."""
-        return self._compile(_column_plan(self.model, self._columns)[0])
-
-    def _compile(self, select_list: str) -> tuple[str, list]:
+        plan, joins, _ = self._plan()
         ctx = Context(qualify=True)
-        ctx.sql.append("SELECT " + select_list)
-        self._from(ctx)
-        self._tail(ctx)
+        self._render(ctx, plan, joins)
         return ctx.text(), ctx.params
+
+    def _render_subquery(self, ctx: Context, in_list: bool) -> None:
+        columns = self._columns
+        if in_list and not columns:
+            columns = (self.model._meta.pk,)
+        self._render(ctx, column_plan(self.model, columns))
+
+    def select_one(self) -> "Select":
+        """This query selecting the constant 1 (for EXISTS)."""
+        return self._clone(_columns=(SQL("1"),), _order=self._order if self._limit else (),
+                           _related=(), _prefetch=())
 
     # -- running -------------------------------------------------------------------------
     def all(self) -> list:
         """Every matching row, as model instances (or dicts after ``.dicts()``)."""
-        select_list, names, converters = _column_plan(self.model, self._columns)
-        sql, params = self._compile(select_list)
-        return build_rows(self.model, names, converters, self.db._read(sql, params), self._as_dict)
+        plan, joins, make_rows = self._plan()
+        ctx = Context(qualify=True)
+        self._render(ctx, plan, joins)
+        rows = make_rows(self.db._read(ctx.text(), ctx.params))
+        if self._prefetch and rows:
+            self._prefetch_into(rows)
+        return rows
+
+    def _prefetch_into(self, rows: list) -> None:
+        if self._as_dict:
+            raise ConfigurationError("prefetch_related() fills model instances: use it without "
+                                     ".dicts()")
+        from fluxon.database.eager import prefetch
+        prefetch(self.db, rows, self._prefetch)
 
     def __iter__(self):
         return iter(self.all())
+
+    def __getitem__(self, index: Any) -> Any:
+        """``query[3]`` reads that row (IndexError past the end); ``query[10:20]`` is the
+        query with offset and limit."""
+        if isinstance(index, slice):
+            if index.step is not None:
+                raise ValidationError("a query slice takes no step")
+            start = index.start or 0
+            stop = None if index.stop is None else max(check_count(index.stop, "slice end"), start)
+            return self.offset(check_count(start, "slice start") or None).limit(
+                None if stop is None else stop - start)
+        rows = self.offset(check_count(index, "index") or None).limit(1).all()
+        if not rows:
+            raise IndexError("query index out of range")
+        return rows[0]
+
+    def iterator(self, chunk_size: int = 2000) -> Iterator[Any]:
+        """Stream the rows from the cursor, ``chunk_size`` at a time (memory stays flat).
+
+        Prefetched relations are loaded per chunk. Reads on the same thread may run in
+        between; the statement stays open until the iterator is exhausted or closed.
+        """
+        chunk_size = check_count(chunk_size, "chunk_size")
+        if not chunk_size:
+            raise ValidationError("chunk_size must be at least 1", details={"argument": "chunk_size"})
+        plan, joins, make_rows = self._plan()
+        ctx = Context(qualify=True)
+        self._render(ctx, plan, joins)
+        stream = self.db.stream(ctx.text(), ctx.params, batch_size=chunk_size)
+        while chunk := list(islice(stream, chunk_size)):
+            rows = make_rows(chunk)
+            if self._prefetch:
+                self._prefetch_into(rows)
+            yield from rows
 
     def first(self) -> Any:
         """The first matching row, or None."""
@@ -322,30 +393,71 @@ class Select:
                                           details={"model": name})
         return rows[0]
 
+    def _whole(self) -> bool:
+        """Whether the query is more than a filter (counting it needs a subquery)."""
+        return bool(self._limit is not None or self._offset is not None or self._distinct
+                    or self._group)
+
     def count(self) -> int:
-        """How many rows match (honours limit/offset)."""
+        """How many rows match (honours limit/offset, distinct and groups)."""
         ctx = Context(qualify=True)
-        if self._limit is None and self._offset is None:
+        if not self._whole():
             ctx.sql.append("SELECT COUNT(*)")
             self._from(ctx)
         else:
-            ctx.sql.append("SELECT COUNT(*) FROM (SELECT 1")
-            self._from(ctx)
-            self._tail(ctx)
-            ctx.sql.append(")")
+            ctx.sql.append("SELECT COUNT(*) FROM (")
+            columns = self._columns if self._distinct else (SQL("1"),)
+            self._clone(_related=())._render(ctx, column_plan(self.model, columns))
+            ctx.sql.append(') AS "_counted"')
         return self.db._read(ctx.text(), ctx.params)[0][0]
 
-    def exists(self) -> bool:
-        """Whether at least one row matches."""
+    def exists(self) -> Exists:
+        """Whether at least one row matches: a bool in ``if``, an expression in a query."""
+        return Exists(self)
+
+    def _run_exists(self) -> bool:
         ctx = Context(qualify=True)
-        ctx.sql.append("SELECT EXISTS (SELECT 1")
-        self._from(ctx)
-        ctx.sql.append(")")
+        ctx.sql.append("SELECT ")
+        Exists(self)._sql(ctx)
         return bool(self.db._read(ctx.text(), ctx.params)[0][0])
+
+    def aggregate(self, **named: Any) -> dict[str, Any]:
+        """Aggregate over the matching rows: ``aggregate(total=fn.SUM(P.age))`` -> dict."""
+        if not named:
+            raise ValidationError("aggregate() needs named expressions, e.g. n=fn.COUNT(P.id)")
+        if self._group:
+            raise ConfigurationError("aggregate() works on rows, not groups: select the "
+                                     "aggregates with group_by() instead")
+        base = self
+        if self._whole():
+            pk = self.model._meta.pk
+            base = Select(self.db, self.model).where(pk.in_(self._clone(_columns=(pk,))))
+        plan = column_plan(self.model, tuple(_as_node(v).alias(k) for k, v in named.items()))
+        ctx = Context(qualify=True)
+        ctx.sql.append("SELECT " + plan.sql)
+        ctx.params.extend(plan.params)
+        base._from(ctx)
+        row = build_rows(self.model, plan.names, plan.converters,
+                         self.db._read(ctx.text(), ctx.params), True)[0]
+        return row
 
     def __repr__(self) -> str:
         sql, params = self.sql()
         return f"<Select {sql!r} {params!r}>"
+
+
+def _and(node: Node | None, parts: list) -> Node | None:
+    for part in parts:
+        if part is not None:
+            node = part if node is None else (node & part)
+    return node
+
+
+def _render_list(ctx: Context, items: Iterable[Any]) -> None:
+    for index, item in enumerate(items):
+        if index:
+            ctx.sql.append(", ")
+        ctx.render(item)
 
 
 def rows_from_iterable(rows: Iterable[Mapping[Any, Any]]) -> list[Mapping[Any, Any]]:
