@@ -12,6 +12,7 @@ import click
 from fluxon.broker.config import BrokerConfig
 from fluxon.broker.core import Broker
 from fluxon.errors import ConfigurationError
+from fluxon.logs import json_logs, slow_request_option
 
 __all__ = ["broker_command"]
 
@@ -53,12 +54,16 @@ log = logging.getLogger("fluxon.broker")
 @click.option("--console/--no-console", default=None,
               help="Interactive console on stdin (default: on when stdin is this job's terminal).")
 @click.option("--debug", is_flag=True, help="Send remote tracebacks in error replies; log at DEBUG.")
+@click.option("--metrics-bind", default=None, metavar="HOST:PORT",
+              help="Serve Prometheus metrics over HTTP here (e.g. 127.0.0.1:9464).")
+@slow_request_option
 def broker_command(frontend: str, backend: str, control: str, key_file: str | None, insecure: bool,
                    insecure_bind_anywhere: bool, allow_clients_dir: str | None,
                    trusted_clients_dir: str | None, sessions_path: str | None, session_idle_timeout_s: float,
                    session_lifetime_s: float, max_sessions: int, heartbeat_interval_s: float,
                    heartbeat_liveness: int, max_queue: int, max_message_bytes: int,
-                   console: bool | None, debug: bool) -> None:
+                   console: bool | None, debug: bool, metrics_bind: str | None,
+                   slow_request_ms: int | None) -> None:
     """Run the broker: route client requests to workers, own sessions, answer the control socket."""
     from fluxon.keys import derive_keys, load_private_key
 
@@ -81,14 +86,14 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
         sessions_path=sessions_path, session_idle_timeout_s=session_idle_timeout_s,
         session_lifetime_s=session_lifetime_s, max_sessions=max_sessions, heartbeat_interval_s=heartbeat_interval_s,
         heartbeat_liveness=heartbeat_liveness, max_queue=max_queue, max_message_bytes=max_message_bytes,
-        debug=debug,
+        debug=debug, metrics_bind=metrics_bind, slow_request_ms=slow_request_ms,
         insecure_bind_anywhere=insecure_bind_anywhere)
     try:
         broker = Broker(config)
         broker.start()
-    except ConfigurationError as exc:
-        raise click.ClickException(exc.message) from exc
-    if insecure:
+    except (ConfigurationError, ValueError, OSError) as exc:
+        raise click.ClickException(getattr(exc, "message", None) or str(exc)) from exc
+    if insecure and not json_logs():  # JSON logs: Broker.start() logged the same warning as a line
         click.echo("WARNING: fluxon broker runs INSECURE (no encryption, no authentication)", err=True)
     if console is None:
         from fluxon.console import stdin_is_interactive

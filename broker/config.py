@@ -52,6 +52,10 @@ class BrokerConfig:
     session_lifetime_s: float = 30 * 86400
     #: Sessions kept at most; past it, the least recently seen anonymous ones are evicted.
     max_sessions: int = 100_000
+    #: Log requests that take this many ms or more from arrival to reply (None: off).
+    slow_request_ms: int | None = None
+    #: ``HOST:PORT`` where the Prometheus metrics are served over HTTP (None: only `ctl metrics`).
+    metrics_bind: str | None = None
 
     @property
     def secure(self) -> bool:

@@ -17,6 +17,7 @@ resume         dispatch again
 debug          {"on": bool}: tracebacks in error replies, debug flag in contexts
 log-level      {"level": "DEBUG"|"INFO"|"WARNING"|"ERROR"}: the fluxon loggers
 stop           graceful stop (answers first, then stops)
+metrics        {"text": Prometheus text format, "snapshot": the raw counters}
 admin          {"op": ...}: pause dispatch, wait for in-flight jobs, run the op
                on exactly one worker, relay its ADMIN_REPLY, resume
 =============  ==================================================================
@@ -128,6 +129,12 @@ def _stop(broker: Broker, args: JSONObject) -> Any:
             else "told to finish their work and exit"}
 
 
+def _metrics(broker: Broker, args: JSONObject) -> Any:
+    now = time.monotonic()
+    return {"text": broker.metrics_text(), "snapshot": broker.metrics.snapshot(),
+            "status": broker.status(), "workers": [w.describe(now) for w in broker.workers]}
+
+
 COMMANDS: dict[str, Callable[[Any, JSONObject], Any]] = {
     "status": _status,
     "workers": _workers,
@@ -138,6 +145,7 @@ COMMANDS: dict[str, Callable[[Any, JSONObject], Any]] = {
     "debug": _debug,
     "log-level": _log_level,
     "stop": _stop,
+    "metrics": _metrics,
 }
 
 

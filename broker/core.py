@@ -35,12 +35,14 @@ from zmq.utils.monitor import recv_monitor_message
 from fluxon import protocol as p
 from fluxon.broker.config import BrokerConfig
 from fluxon.broker.control import AdminOperation, ControlError, run_control_command
+from fluxon.broker.metrics import BrokerMetrics, MetricsServer, make_registry, render_text
 from fluxon.broker.readiness import SocketReadiness
 from fluxon.broker.sessions_bridge import SessionBridge
 from fluxon.broker.sockets import bind_backend, bind_control, bind_frontend
 from fluxon.broker.workers import Job, RequestQueue, WorkerPool, WorkerState
 from fluxon.errors import (FluxonError, InternalError, Overloaded, ProtocolError, Timeout, Unavailable,
                            WorkerLost, encode_error)
+from fluxon.logs import log_slow_request
 from fluxon.security import start_authenticator
 from fluxon.types import RoutingId
 
@@ -140,6 +142,10 @@ class Broker:
         self._requests_total = 0
         self._rate_samples: deque[tuple[float, int]] = deque()
         self.error_counts: Counter[str] = Counter()
+        self.metrics = BrokerMetrics()  # bumped here, read at scrape time (broker/metrics.py)
+        self._metrics_registry: Any = None
+        self._metrics_server: MetricsServer | None = None
+        self._slow_s = config.slow_request_ms / 1000 if config.slow_request_ms is not None else None
         self._drop_log = _ThrottledLog("malformed messages dropped")
         self._disconnect_log = _ThrottledLog("connections closed", logging.INFO)
         self._monitors: dict[zmq.Socket, str] = {}
@@ -171,6 +177,8 @@ class Broker:
                               self.backend.get_monitor_socket(zmq.EVENT_DISCONNECTED): "backend"}
             self._readiness = SocketReadiness([s for s in (self.frontend, self.backend, self.control, self._wake)
                                                if s is not None])
+            if config.metrics_bind:
+                self._metrics_server = MetricsServer(self.metrics_registry, config.metrics_bind)
         except BaseException:
             self._close()
             raise
@@ -202,8 +210,12 @@ class Broker:
         next_tick = time.monotonic() + interval
         next_purge = time.monotonic() + self.config.session_purge_interval_s
         next_flush = time.monotonic() + self.config.session_flush_interval_s
-        log.info("broker ready frontend=%s backend=%s control=%s", self.frontend_endpoint,
-                 self.backend_endpoint, self.control_endpoint or "-")
+        public_key = self.config.keys.broker.public_text if self.config.keys is not None else None
+        log.info("broker ready frontend=%s backend=%s control=%s public_key=%s", self.frontend_endpoint,
+                 self.backend_endpoint, self.control_endpoint or "-", public_key or "- (plain mode)",
+                 extra={"frontend": self.frontend_endpoint, "backend": self.backend_endpoint,
+                        "control": self.control_endpoint, "public_key": public_key,
+                        "metrics": self.metrics_url})
         self.ready.set()
         try:
             while True:
@@ -257,6 +269,7 @@ class Broker:
                 if request_id is not None:
                     self._reply_error(client, request_id, exc)
                 continue
+            self.metrics.bytes_in += sum(map(len, frames))
             self._on_client_request(client, request, key, peer)
 
     def _recv_client(self, sock: zmq.Socket) -> tuple[RoutingId, list | None, str, str]:
@@ -282,9 +295,11 @@ class Broker:
         except FluxonError as exc:
             self._reply_error(client, request.request_id, exc)
             return
-        deadline = time.monotonic() + request.timeout_ms / 1000 if request.timeout_ms else None
+        now = time.monotonic()
+        deadline = now + request.timeout_ms / 1000 if request.timeout_ms else None
         job = Job(self._next_job_id, client, request.request_id, request.route, request.token,
                   request.payload, context, session, deadline)
+        job.received_at = now
         self._next_job_id += 1
         if self._queue or self._paused or self._admin is not None or not self._dispatch(job):
             if not self._queue.push(job):
@@ -293,6 +308,7 @@ class Broker:
 
     def _reply_error(self, client: RoutingId, request_id: int, exc: FluxonError) -> None:
         self.error_counts[exc.code] += 1
+        self.metrics.refusals[exc.code] += 1
         body = encode_error(exc, include_traceback=self.config.debug)
         self._send_client(client, p.encode_client_reply(request_id, p.STATUS_ERROR, body))
 
@@ -377,6 +393,7 @@ class Broker:
             send(frame, _MORE_NOBLOCK if index < last else _NOBLOCK, copy=not isinstance(frame, zmq.Frame))
 
     def _send_client(self, client: RoutingId, frames: list) -> None:
+        self.metrics.bytes_out += sum(map(len, frames))
         self._post(self.frontend, client, frames)
 
     # ------------------------------------------------------------------ dispatch
@@ -389,6 +406,7 @@ class Broker:
         self._post(self.backend, worker.routing_id,
                    p.encode_worker_request(job.job_id, job.route, job.context, job.payload), job)
         self._workers.assign(worker, job)
+        job.dispatched_at = time.monotonic()
         return True
 
     def _pump(self) -> None:
@@ -470,8 +488,14 @@ class Broker:
                       worker.routing_id.hex(), job.job_id, exc)
             self._reply_error(job.client, job.request_id, exc)
             return
+        outcome = "ok"
         if reply.status != p.STATUS_OK:
-            self.error_counts[_error_code(reply.body)] += 1
+            outcome = _error_code(reply.body)
+            self.error_counts[outcome] += 1
+        elapsed_s = time.monotonic() - job.dispatched_at
+        self.metrics.observe(job.route, outcome, elapsed_s)
+        if self._slow_s is not None and time.monotonic() - job.received_at >= self._slow_s:
+            log_slow_request(log, job, worker.routing_id.hex(), outcome, elapsed_s)
         self._send_client(job.client, p.encode_client_reply(job.request_id, reply.status, reply.body,
                                                             token=token))
 
@@ -526,6 +550,7 @@ class Broker:
     def _dropped(self, socket_name: str, peer: RoutingId, why: str) -> None:
         """Count and log a dropped message (throttled: a flood cannot fill the log)."""
         self.error_counts["dropped"] += 1
+        self.metrics.refusals["dropped"] += 1
         self._drop_log.log("dropped malformed message on %s from %s: %s", socket_name, peer.hex(), why)
 
     def _drain_monitor(self, monitor: zmq.Socket, name: str) -> None:
@@ -629,6 +654,28 @@ class Broker:
         return self._workers
 
     @property
+    def metrics_registry(self) -> Any:
+        """This broker's prometheus_client CollectorRegistry (made on first use)."""
+        if self._metrics_registry is None:
+            self._metrics_registry = make_registry(self)
+        return self._metrics_registry
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the HTTP metrics endpoint listens (``--metrics-bind``), else None."""
+        server = self._metrics_server
+        return f"http://{server.host}:{server.port}/metrics" if server is not None else None
+
+    def metrics_text(self) -> str:
+        """The metrics in the Prometheus text format (the ``metrics`` control command)."""
+        return render_text(self.metrics_registry)
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a worker (read by the metrics collector)."""
+        return len(self._queue)
+
+    @property
     def sessions(self) -> SessionBridge:
         """The session store bridge (opened by ``start()``; control commands run only after it)."""
         return self._sessions
@@ -702,6 +749,9 @@ class Broker:
 
     def _close(self) -> None:
         """Release what ``start()`` acquired: the session store (flushed), sockets, ZAP, the context."""
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
         if self._sessions is not None:
             self._sessions.close()
         for name in ("frontend", "backend"):

@@ -20,7 +20,7 @@ class Job:
     """One client request from arrival to reply."""
 
     __slots__ = ("job_id", "client", "request_id", "route", "token", "payload", "context",
-                 "session", "deadline")
+                 "session", "deadline", "received_at", "dispatched_at")
 
     def __init__(self, job_id: JobId, client: RoutingId, request_id: RequestId, route: str,
                  token: bytes, payload: Body, context: bytes, session: Session, deadline: float | None) -> None:
@@ -33,6 +33,8 @@ class Job:
         self.context = context
         self.session = session
         self.deadline = deadline
+        self.received_at = 0.0     # monotonic times, for the latency metrics and the slow-request log
+        self.dispatched_at = 0.0
 
 
 class WorkerState:

@@ -10,6 +10,8 @@ import logging
 
 import click
 
+from fluxon.logs import configure_logging, log_options
+
 __all__ = ["main"]
 
 
@@ -17,10 +19,10 @@ __all__ = ["main"]
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="Logging level for the fluxon.* loggers.")
-def main(log_level: str) -> None:
+@log_options
+def main(log_level: str, log_format: str | None) -> None:
     """Fluxon: broker, workers, clients and schema tools."""
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    configure_logging(log_level.upper(), log_format)
 
 
 # Command registration: one line per command, grouped by area.
@@ -38,6 +40,8 @@ from fluxon.broker.cli import broker_command  # noqa: E402  (broker)
 main.add_command(broker_command)
 from fluxon.database.schema import schema_cli  # noqa: E402  (schema)
 main.add_command(schema_cli)
+from fluxon.top import fluxon_top  # noqa: E402  (operations: the live view)
+main.add_command(fluxon_top)
 
 
 if __name__ == "__main__":

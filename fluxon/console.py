@@ -544,3 +544,9 @@ class _Completer:
                 words = buffer.split()
             self._matches = [name + " " for name in self.candidates(words, text)]
         return self._matches[state] if state < len(self._matches) else None
+
+
+# The metrics views (fluxon/top.py) are console commands too: `metrics`, `top`.
+from fluxon.top import metrics_command, top_command  # noqa: E402
+console_group.add_command(metrics_command)
+console_group.add_command(top_command)

@@ -26,6 +26,7 @@ import click
 from fluxon.broker import Broker, BrokerConfig
 from fluxon.errors import ConfigurationError
 from fluxon.keys import DeploymentKeys
+from fluxon.logs import configure_logging, slow_request_option
 from fluxon.routing import Router, load_router
 from fluxon.worker.core import Worker, WorkerConfig, keys_for
 from fluxon.worker.supervisor import Supervisor
@@ -44,7 +45,8 @@ class AsyncServer:
                  key_file: str | None = None, sessions_path: str | os.PathLike | None = None,
                  heartbeat_interval_s: float = 1.0, heartbeat_liveness: int = 3,
                  shutdown_timeout_s: float = 10.0, insecure_bind_anywhere: bool = False,
-                 debug: bool | None = None, console: bool | None = None) -> None:
+                 debug: bool | None = None, console: bool | None = None,
+                 slow_request_ms: int | None = None, metrics_bind: str | None = None) -> None:
         if not isinstance(router, Router):
             raise ConfigurationError("AsyncServer needs router=Router(...) (from fluxon.routing)")
         if workers < 1:
@@ -65,6 +67,8 @@ class AsyncServer:
         self.insecure_bind_anywhere = insecure_bind_anywhere
         self.debug = router.debug if debug is None else debug
         self.console = console
+        self.slow_request_ms = slow_request_ms
+        self.metrics_bind = metrics_bind
 
     def __repr__(self) -> str:
         return (f"<AsyncServer {self.host}:{self.port} secure={self.secure} workers={self.workers} "
@@ -89,12 +93,13 @@ class AsyncServer:
             control=self._endpoint(self.control_port), keys=keys,
             sessions_path=self._sessions_path(keys), heartbeat_interval_s=self.heartbeat_interval_s,
             heartbeat_liveness=self.heartbeat_liveness, debug=self.debug,
-            insecure_bind_anywhere=self.insecure_bind_anywhere))
+            insecure_bind_anywhere=self.insecure_bind_anywhere, slow_request_ms=self.slow_request_ms,
+            metrics_bind=self.metrics_bind))
         worker_config = WorkerConfig(
             connect=self._endpoint(self.backend_port), app=self.router.import_path or _script_name(),
             concurrency=self.concurrency, keys=keys, heartbeat_interval_s=self.heartbeat_interval_s,
             heartbeat_liveness=self.heartbeat_liveness, shutdown_timeout_s=self.shutdown_timeout_s,
-            debug=self.debug)
+            debug=self.debug, slow_request_ms=self.slow_request_ms)
         router = self.router
         supervisor = Supervisor(lambda: Worker(router, worker_config).run(), self.workers,
                                 stop_timeout_s=self.shutdown_timeout_s + 5)
@@ -145,8 +150,7 @@ def _run_broker(broker: Broker, supervisor: Supervisor) -> None:
 def run_server(server: AsyncServer) -> int:
     """Run ``server`` in the foreground (the seed's entry point); returns 0 after Ctrl-C/SIGTERM."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+        configure_logging(logging.INFO)
     return server.serve()
 
 
@@ -170,9 +174,13 @@ def run_server(server: AsyncServer) -> int:
 @click.option("--debug", is_flag=True, help="Send remote tracebacks to clients.")
 @click.option("--console/--no-console", default=None,
               help="Interactive console on stdin (default: when stdin is a terminal).")
+@click.option("--metrics-bind", default=None, metavar="HOST:PORT",
+              help="Serve Prometheus metrics over HTTP here (e.g. 127.0.0.1:9464).")
+@slow_request_option
 def run_command(app: str, workers: int, port: int, backend_port: int | None, control_port: int | None,
                 host: str, concurrency: int, key_file: str | None, insecure: bool,
-                heartbeat_interval_s: float, debug: bool, console: bool | None) -> None:
+                heartbeat_interval_s: float, debug: bool, console: bool | None,
+                metrics_bind: str | None, slow_request_ms: int | None) -> None:
     """Run a broker and WORKERS local workers for APP ("package.module:router") in one command."""
     try:
         router = load_router(app)
@@ -180,8 +188,10 @@ def run_command(app: str, workers: int, port: int, backend_port: int | None, con
                              backend_port=backend_port, control_port=control_port,
                              concurrency=concurrency, key_file=key_file,
                              heartbeat_interval_s=heartbeat_interval_s, debug=debug or None,
-                             console=console)
+                             console=console, slow_request_ms=slow_request_ms, metrics_bind=metrics_bind)
         code = server.serve()
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from exc
+    except (ValueError, OSError) as exc:  # --metrics-bind malformed or its port taken
+        raise click.ClickException(str(exc)) from exc
     raise SystemExit(code)

@@ -7,6 +7,7 @@ import logging
 import click
 
 from fluxon.errors import ConfigurationError
+from fluxon.logs import slow_request_option
 from fluxon.protocol import MAX_MESSAGE_BYTES
 from fluxon.routing import load_router
 from fluxon.worker.core import Worker, WorkerConfig, keys_for
@@ -35,9 +36,11 @@ log = logging.getLogger("fluxon.worker")
 @click.option("--max-message-bytes", default=MAX_MESSAGE_BYTES, show_default=True,
               type=click.IntRange(1024), help="Larger messages from the broker drop the connection.")
 @click.option("--debug", is_flag=True, help="Send remote tracebacks to clients.")
+@slow_request_option
 def worker_command(app: str, connect: str, concurrency: int, processes: int, key_file: str | None,
                    insecure: bool, heartbeat_interval_s: float, heartbeat_liveness: int,
-                   shutdown_timeout_s: float, max_message_bytes: int, debug: bool) -> None:
+                   shutdown_timeout_s: float, max_message_bytes: int, debug: bool,
+                   slow_request_ms: int | None) -> None:
     """Serve the views of APP ("package.module:router") to the broker at --connect."""
     try:
         router = load_router(app)
@@ -46,7 +49,8 @@ def worker_command(app: str, connect: str, concurrency: int, processes: int, key
                               heartbeat_interval_s=heartbeat_interval_s,
                               heartbeat_liveness=heartbeat_liveness,
                               shutdown_timeout_s=shutdown_timeout_s,
-                              max_message_bytes=max_message_bytes, debug=debug)
+                              max_message_bytes=max_message_bytes, debug=debug,
+                              slow_request_ms=slow_request_ms)
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from exc
     if config.keys is None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import signal
@@ -66,6 +67,8 @@ class WorkerConfig:
     shutdown_timeout_s: float = 10.0
     max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
     debug: bool = False
+    #: Log requests whose view ran this many ms or more (None: off; 0: every request).
+    slow_request_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 0xFFFF:
@@ -337,11 +340,19 @@ class Worker:
         self._jobs_started += 1
         tag = (self._generation, job.job_id)
         self._in_flight.add(tag)
-        self._runner.submit(job.route, job.context, payload, functools.partial(self._finish_job, tag))
+        self._runner.submit(job.route, job.context, payload,
+                            functools.partial(self._finish_job, tag, job.route, time.monotonic()))
 
-    def _finish_job(self, tag: tuple[int, int], outcome: Outcome) -> None:
+    def _finish_job(self, tag: tuple[int, int], route: str, started: float, outcome: Outcome) -> None:
         self._job_done(tag)
         generation, job_id = tag
+        if outcome.status != STATUS_OK:
+            outcome = _failed(outcome, job_id, route)
+        slow_ms = self.config.slow_request_ms
+        if slow_ms is not None and (run_ms := (time.monotonic() - started) * 1000) >= slow_ms:
+            log.warning("slow request %d %r: view ran %.1f ms", job_id, route, run_ms,
+                        extra={"request_id": job_id, "route": route, "worker": os.getpid(),
+                               "run_ms": round(run_ms, 3)})
         if generation != self._generation:
             log.info("dropped the reply to job %d: the connection it came on is gone", job_id)
             return
@@ -407,3 +418,16 @@ class Worker:
                 self._send(protocol.encode_worker_reply(job_id, STATUS_ERROR, body))
         self._send(protocol.encode_disconnect())
         log.info("said goodbye to the broker")
+
+
+def _failed(outcome: Outcome, request_id: int, route: str) -> Outcome:
+    """An error outcome whose details carry the request id (the one in the broker's and our log)."""
+    try:
+        body = json.loads(outcome.body)
+        body.setdefault("details", {})["request_id"] = request_id
+    except (ValueError, AttributeError, TypeError):
+        return outcome
+    log.debug("request %d %r answered %s", request_id, route, body.get("code"),
+             extra={"request_id": request_id, "route": route, "worker": os.getpid(),
+                    "outcome": body.get("code")})
+    return outcome._replace(body=json.dumps(body, default=str).encode())
