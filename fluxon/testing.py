@@ -70,7 +70,8 @@ class TestServer:
         self.debug = debug
         self.start_timeout_s = start_timeout_s
         self.client_timeout_s = client_timeout_s
-        self.keys: DeploymentKeys = derive_keys(generate_private_key())
+        self.private_key = generate_private_key()  # for `fluxon ctl --key-file` against this server
+        self.keys: DeploymentKeys = derive_keys(self.private_key)
         self.db: SqliteDatabase | None = None
         self.broker: Broker | None = None
         self.worker: Worker | None = None
