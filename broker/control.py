@@ -18,6 +18,8 @@ debug          {"on": bool}: tracebacks in error replies, debug flag in contexts
 log-level      {"level": "DEBUG"|"INFO"|"WARNING"|"ERROR"}: the fluxon loggers
 stop           graceful stop (answers first, then stops)
 metrics        {"text": Prometheus text format, "snapshot": the raw counters}
+retire         {"pids": [int]}: dispatch nothing more to those workers (a reload
+               replaces them; their running requests finish)
 admin          {"op": ...}: pause dispatch, wait for in-flight jobs, run the op
                on exactly one worker, relay its ADMIN_REPLY, resume
 =============  ==================================================================
@@ -135,6 +137,15 @@ def _metrics(broker: Broker, args: JSONObject) -> Any:
             "status": broker.status(), "workers": [w.describe(now) for w in broker.workers]}
 
 
+def _retire(broker: Broker, args: JSONObject) -> Any:
+    pids = args.get("pids")
+    if not isinstance(pids, list) or not all(isinstance(pid, int) for pid in pids):
+        raise ControlError(BadRequest("retire needs {'pids': [<worker pid>, ...]}"))
+    retired = [w.routing_id.hex() for w in broker.workers
+               if w.info.get("pid") in pids and broker.workers.retire(w.routing_id)]
+    return {"retired": retired}
+
+
 COMMANDS: dict[str, Callable[[Any, JSONObject], Any]] = {
     "status": _status,
     "workers": _workers,
@@ -146,6 +157,7 @@ COMMANDS: dict[str, Callable[[Any, JSONObject], Any]] = {
     "log-level": _log_level,
     "stop": _stop,
     "metrics": _metrics,
+    "retire": _retire,
 }
 
 

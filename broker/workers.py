@@ -120,9 +120,18 @@ class WorkerPool:
         if job is None:
             return None
         worker.served += 1
-        if worker.routing_id in self._workers and worker.routing_id not in self._ready:
+        if worker.free > 0 and worker.routing_id in self._workers and worker.routing_id not in self._ready:
             self._ready[worker.routing_id] = worker
         return job
+
+    def retire(self, routing_id: RoutingId) -> bool:
+        """Send ``routing_id`` no more requests (its credit drops to 0); its running jobs finish."""
+        worker = self._workers.get(routing_id)
+        if worker is None:
+            return False
+        worker.credit = 0
+        self._ready.pop(routing_id, None)
+        return True
 
     def expired(self, now: float, silence_s: float) -> list[WorkerState]:
         """Workers silent for longer than ``silence_s``."""

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 import click
 
@@ -27,6 +28,7 @@ from fluxon.broker import Broker, BrokerConfig
 from fluxon.errors import ConfigurationError
 from fluxon.keys import DeploymentKeys
 from fluxon.logs import configure_logging, slow_request_option
+from fluxon.reload import Reloader, watched_folder
 from fluxon.routing import Router, load_router
 from fluxon.worker.core import Worker, WorkerConfig, keys_for
 from fluxon.worker.supervisor import Supervisor
@@ -34,6 +36,8 @@ from fluxon.worker.supervisor import Supervisor
 __all__ = ["AsyncServer", "run_server", "run_command"]
 
 log = logging.getLogger("fluxon.endpoint")
+
+_CLI_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class AsyncServer:
@@ -46,7 +50,8 @@ class AsyncServer:
                  heartbeat_interval_s: float = 1.0, heartbeat_liveness: int = 3,
                  shutdown_timeout_s: float = 10.0, insecure_bind_anywhere: bool = False,
                  debug: bool | None = None, console: bool | None = None,
-                 slow_request_ms: int | None = None, metrics_bind: str | None = None) -> None:
+                 slow_request_ms: int | None = None, metrics_bind: str | None = None,
+                 reload: bool = False) -> None:
         if not isinstance(router, Router):
             raise ConfigurationError("AsyncServer needs router=Router(...) (from fluxon.routing)")
         if workers < 1:
@@ -69,6 +74,10 @@ class AsyncServer:
         self.console = console
         self.slow_request_ms = slow_request_ms
         self.metrics_bind = metrics_bind
+        self.reload = reload
+        if reload and not router.import_path:
+            raise ConfigurationError("reload needs the application as an import path: "
+                                     "`fluxon run package.module:router --reload`")
 
     def __repr__(self) -> str:
         return (f"<AsyncServer {self.host}:{self.port} secure={self.secure} workers={self.workers} "
@@ -101,14 +110,19 @@ class AsyncServer:
             heartbeat_liveness=self.heartbeat_liveness, shutdown_timeout_s=self.shutdown_timeout_s,
             debug=self.debug, slow_request_ms=self.slow_request_ms)
         router = self.router
-        supervisor = Supervisor(lambda: Worker(router, worker_config).run(), self.workers,
-                                stop_timeout_s=self.shutdown_timeout_s + 5)
-        supervisor.start()  # fork before this process opens any ZeroMQ context
-        try:
+        if self.reload:
             broker.start()
-        except BaseException:
-            supervisor.terminate()
-            raise
+            supervisor: Any = Reloader(broker, self._worker_argv(), self.workers,
+                                       watched_folder(router.import_path), keys=keys)
+        else:
+            supervisor = Supervisor(lambda: Worker(router, worker_config).run(), self.workers,
+                                    stop_timeout_s=self.shutdown_timeout_s + 5)
+            supervisor.start()  # fork before this process opens any ZeroMQ context
+            try:
+                broker.start()
+            except BaseException:
+                supervisor.terminate()
+                raise
         thread = threading.Thread(target=_run_broker, args=(broker, supervisor), name="fluxon-broker")
         thread.start()
         self._maybe_attach_console(broker, keys)
@@ -119,6 +133,24 @@ class AsyncServer:
             thread.join()
         log.info("server stopped")
         return 0
+
+    def _worker_argv(self) -> list[str]:
+        """``fluxon worker APP ...`` with this server's settings (the reloader starts fresh interpreters)."""
+        level = logging.getLevelName(logging.getLogger("fluxon").getEffectiveLevel())
+        argv = [sys.executable, "-m", "fluxon.cli", "--log-level", level if level in _CLI_LEVELS else "INFO",
+                "worker", self.router.import_path, "--connect", self._endpoint(self.backend_port),
+                "--concurrency", str(self.concurrency), "--heartbeat-interval-s", str(self.heartbeat_interval_s),
+                "--heartbeat-liveness", str(self.heartbeat_liveness),
+                "--shutdown-timeout-s", str(self.shutdown_timeout_s)]
+        if not self.secure:
+            argv.append("--insecure")
+        elif self.key_file:
+            argv += ["--key-file", self.key_file]
+        if self.debug:
+            argv.append("--debug")
+        if self.slow_request_ms is not None:
+            argv += ["--slow-request-ms", str(self.slow_request_ms)]
+        return argv
 
     def _maybe_attach_console(self, broker: Broker, keys: DeploymentKeys | None) -> None:
         """The seed's interactive console (`help`, `status`, `saveschema`, `stop`...) on a terminal."""
@@ -138,7 +170,7 @@ def _script_name() -> str:
     return f"{os.path.basename(sys.argv[0]) or '__main__'}:router"
 
 
-def _run_broker(broker: Broker, supervisor: Supervisor) -> None:
+def _run_broker(broker: Broker, supervisor: Supervisor | Reloader) -> None:
     try:
         broker.run()
     except Exception:
@@ -177,10 +209,12 @@ def run_server(server: AsyncServer) -> int:
 @click.option("--metrics-bind", default=None, metavar="HOST:PORT",
               help="Serve Prometheus metrics over HTTP here (e.g. 127.0.0.1:9464).")
 @slow_request_option
+@click.option("--reload", is_flag=True,
+              help="Start new workers when a Python file of APP changes (the broker and its sessions stay up).")
 def run_command(app: str, workers: int, port: int, backend_port: int | None, control_port: int | None,
                 host: str, concurrency: int, key_file: str | None, insecure: bool,
                 heartbeat_interval_s: float, debug: bool, console: bool | None,
-                metrics_bind: str | None, slow_request_ms: int | None) -> None:
+                metrics_bind: str | None, slow_request_ms: int | None, reload: bool) -> None:
     """Run a broker and WORKERS local workers for APP ("package.module:router") in one command."""
     try:
         router = load_router(app)
@@ -188,7 +222,8 @@ def run_command(app: str, workers: int, port: int, backend_port: int | None, con
                              backend_port=backend_port, control_port=control_port,
                              concurrency=concurrency, key_file=key_file,
                              heartbeat_interval_s=heartbeat_interval_s, debug=debug or None,
-                             console=console, slow_request_ms=slow_request_ms, metrics_bind=metrics_bind)
+                             console=console, slow_request_ms=slow_request_ms, metrics_bind=metrics_bind,
+                             reload=reload)
         code = server.serve()
     except ConfigurationError as exc:
         raise click.ClickException(exc.message) from exc
