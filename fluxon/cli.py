@@ -43,6 +43,10 @@ main.add_command(schema_cli)
 from fluxon.top import fluxon_top  # noqa: E402  (operations: the live view)
 main.add_command(fluxon_top)
 
+from fluxon.logs import log_format_parameter  # noqa: E402
+for _command in main.commands.values():  # `fluxon COMMAND --log-format json` too (not console sub-commands)
+    _command.params.append(log_format_parameter())
+
 
 if __name__ == "__main__":
     main()

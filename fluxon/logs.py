@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TEXT_FORMAT", "configure_logging", "json_logs", "log_options",
+__all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TEXT_FORMAT", "configure_logging", "json_logs", "log_format_parameter",
+           "log_options",
            "log_slow_request", "slow_request_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,6 +84,16 @@ def log_options(function: F) -> F:
     return click.option("--log-format", type=click.Choice(["text", "json"], case_sensitive=False),
                         default=None, envvar=_FORMAT_ENV, show_envvar=True,
                         help="Log lines as text (default) or one JSON object per line.")(function)
+
+
+def log_format_parameter() -> click.Option:
+    """The same ``--log-format`` for a sub-command (``fluxon broker --log-format json`` works too)."""
+    def apply(context: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value:
+            configure_logging(logging.getLogger().level or logging.INFO, value)
+    return click.Option(["--log-format"], type=click.Choice(["text", "json"], case_sensitive=False),
+                        default=None, expose_value=False, callback=apply,
+                        help="Log lines as text or one JSON object per line (also before the command).")
 
 
 def slow_request_option(function: F) -> F:

@@ -26,13 +26,14 @@ def _samples(text: str) -> dict[tuple, float]:
 
 def _start(procs, tmp_path, *broker_args: str, env: dict[str, str] | None = None, key_args=("--insecure",),
            worker_args: tuple[str, ...] = ()):
+    """A broker (with ``env``) and one worker (``worker_args``), as separate processes."""
     port, backend, control = free_port(), free_tcp_endpoint(), free_tcp_endpoint()
     broker = procs.start(fluxon_argv("broker", "--bind", f"tcp://127.0.0.1:{port}", "--backend", backend,
                                      "--control", control, "--heartbeat-interval-s", HEARTBEAT, *key_args,
                                      *broker_args), env=env, cwd=REPO_ROOT, name="broker")
     procs.wait_log(broker, "broker ready")
     worker = procs.start(fluxon_argv("worker", APP, "--connect", backend, "--heartbeat-interval-s", HEARTBEAT,
-                                     *key_args, *worker_args), env=env, cwd=REPO_ROOT, name="worker")
+                                     *key_args, *worker_args), cwd=REPO_ROOT, name="worker")
     procs.wait_log(worker, "worker ready")
     return port, control, broker, worker
 
@@ -73,7 +74,7 @@ def test_json_logs_parse_and_one_request_id_is_in_broker_and_worker_lines(procs,
     public = derive_keys(private_key).broker.public_text
     port, control, broker, worker = _start(
         procs, tmp_path, "--slow-request-ms", "0", env={"FLUXON_LOG_FORMAT": "json"},
-        key_args=("--key-file", str(key_file)), worker_args=("--slow-request-ms", "0"))
+        key_args=("--key-file", str(key_file)), worker_args=("--slow-request-ms", "0", "--log-format", "json"))
     with ConnectionHandler("127.0.0.1", port, server_key=public, timeout_s=10.0) as client:
         with pytest.raises(ViewError) as failure:
             client.send_request("boom")

@@ -108,3 +108,44 @@ def test_async_client_and_a_fresh_database_each_time(school_router):
     with TestServer(school_router) as server:
         assert server.db.User.check(fetch=10) == []
 
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    """The client case table's application on a TestServer: the same cases, in secure mode."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.apps.echo_app import router
+    with TestServer(router) as server:
+        yield server
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_the_client_case_table_on_a_test_server(echo_server, use_async):
+    from test_client_cases import CASES
+
+    async def run_async(client):
+        out = []
+        for route, payload, kwargs in calls:
+            try:
+                out.append(await client.send_request(route, payload, **kwargs))
+            except Exception as exc:  # the table compares exception types
+                out.append(exc)
+        await client.aclose()
+        return out
+
+    calls = [(route, payload, kwargs) for route, payload, kwargs, _, _ in CASES] + [("echo", "next", {})]
+    if use_async:
+        results = asyncio.run(run_async(echo_server.async_client()))
+    else:
+        client, results = echo_server.client(), []
+        for route, payload, kwargs in calls:
+            try:
+                results.append(client.send_request(route, payload, **kwargs))
+            except Exception as exc:
+                results.append(exc)
+    for (route, _, _, expected, text), result in zip(CASES, results):
+        if isinstance(expected, type) and issubclass(expected, Exception):
+            assert type(result) is expected and text in str(result), (route, result)
+        else:
+            assert result == expected, route
+    assert results[-1] == "next"
