@@ -56,21 +56,29 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str | int = "INFO", log_format: str | None = None) -> None:
-    """Set up the root handler once per process: text (default) or JSON lines on stderr.
+    """Log to stderr as text (default) or JSON lines, through a root handler of our own.
 
-    ``log_format=None`` reads ``$FLUXON_LOG_FORMAT``; choosing ``json`` also sets that
-    variable so workers and other child processes log the same way.
+    ``log_format=None`` reads ``$FLUXON_LOG_FORMAT``; an explicit choice is written to that
+    variable so workers and other child processes log the same way. A process whose logging
+    someone else configured first (a user's program, pytest) is left as it is.
     """
+    chosen = log_format
     log_format = (log_format or os.environ.get(_FORMAT_ENV) or "text").lower()
     if log_format not in ("text", "json"):
         raise click.BadParameter(f"log format must be text or json, got {log_format!r}")
-    os.environ[_FORMAT_ENV] = log_format
+    if chosen is not None:
+        os.environ[_FORMAT_ENV] = log_format
     root = logging.getLogger()
-    formatter: logging.Formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     if not root.handlers:
-        logging.basicConfig(level=level)
+        handler = logging.StreamHandler()
+        handler._fluxon = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    ours = [handler for handler in root.handlers if getattr(handler, "_fluxon", False)]
+    if not ours:
+        return
     root.setLevel(level)
-    for handler in root.handlers:
+    formatter: logging.Formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    for handler in ours:
         handler.setFormatter(formatter)
 
 

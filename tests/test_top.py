@@ -89,13 +89,13 @@ def test_render_top_first_frame_has_no_rate():
 
 
 def test_shell_completion_of_commands_and_ctl_subcommands():
-    import os
-    import subprocess
+    from click.testing import CliRunner
+
+    from fluxon.cli import main
 
     def complete(words: str) -> str:
-        env = {**os.environ, "_FLUXON_COMPLETE": "bash_complete", "COMP_WORDS": words,
-               "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
-        return subprocess.run([sys.executable, "-c", "from fluxon.cli import main; main(prog_name='fluxon')"],
-                              env=env, capture_output=True, text=True, timeout=60).stdout
+        env = {"_FLUXON_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        return CliRunner().invoke(main, [], prog_name="fluxon", env=env).output
     assert "plain,top" in complete("fluxon to") and "plain,ctl" in complete("fluxon ct")
     assert "plain,metrics" in complete("fluxon ctl met")
+    assert "plain,--reload" in complete("fluxon run --rel")
