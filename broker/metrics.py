@@ -22,8 +22,8 @@ names new ones count as ``_other``, and a reply ``route_not_found`` counts as ``
 
 from __future__ import annotations
 
-import bisect
 import logging
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -51,13 +51,17 @@ _OTHER, _UNKNOWN = "_other", "_unknown"
 class RouteStats:
     """Counts for one route: replies by outcome, and the latency histogram's buckets."""
 
-    __slots__ = ("outcomes", "buckets", "sum_s", "count")
+    __slots__ = ("outcomes", "buckets", "sum_s")
 
     def __init__(self) -> None:
         self.outcomes: dict[str, int] = {}
         self.buckets = [0] * (len(BUCKETS_S) + 1)  # non-cumulative; the last one is +Inf
         self.sum_s = 0.0
-        self.count = 0
+
+    @property
+    def count(self) -> int:
+        """Replies observed (the histogram's count)."""
+        return sum(self.buckets)
 
 
 class BrokerMetrics:
@@ -71,35 +75,38 @@ class BrokerMetrics:
 
     def observe(self, route: str, outcome: str, seconds: float) -> None:
         """One reply relayed: ``outcome`` is ``"ok"`` or the error code; ``seconds`` dispatch to reply."""
-        if outcome == "route_not_found":
-            route = _UNKNOWN
         stats = self.routes.get(route)
         if stats is None:
-            stats = self._add_route(route)
+            stats = self._stats_for(route, outcome)
         outcomes = stats.outcomes
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        stats.buckets[bisect.bisect_left(BUCKETS_S, seconds)] += 1
+        stats.buckets[bisect_left(BUCKETS_S, seconds)] += 1
         stats.sum_s += seconds
-        stats.count += 1
 
-    def _add_route(self, route: str) -> RouteStats:
-        if len(self.routes) >= MAX_ROUTES and route != _UNKNOWN:
+    def _stats_for(self, route: str, outcome: str) -> RouteStats:
+        """The stats of a route seen for the first time: its own, ``_unknown`` or ``_other``."""
+        if outcome == "route_not_found":
+            route = _UNKNOWN  # never a label of its own: any client can invent route names
+        elif len(self.routes) >= MAX_ROUTES:
             route = _OTHER
-            if route in self.routes:
-                return self.routes[route]
-        stats = self.routes[route] = RouteStats()
+        stats = self.routes.get(route)
+        if stats is None:
+            stats = self.routes[route] = RouteStats()
         return stats
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as plain data (``fluxon top`` computes rates and percentiles from two)."""
         return {
-            "routes": {route: {"outcomes": dict(stats.outcomes), "buckets": list(stats.buckets),
-                               "sum_s": stats.sum_s, "count": stats.count}
-                       for route, stats in list(self.routes.items())},
+            "routes": {route: _route_snapshot(stats) for route, stats in list(self.routes.items())},
             "buckets_s": list(BUCKETS_S),
             "refusals": dict(self.refusals),
             "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
         }
+
+
+def _route_snapshot(stats: RouteStats) -> dict[str, Any]:
+    buckets = list(stats.buckets)  # one copy: the count agrees with the buckets shown
+    return {"outcomes": dict(stats.outcomes), "buckets": buckets, "sum_s": stats.sum_s, "count": sum(buckets)}
 
 
 class BrokerCollector:
