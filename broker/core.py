@@ -664,7 +664,10 @@ class Broker:
     def metrics_url(self) -> str | None:
         """Where the HTTP metrics endpoint listens (``--metrics-bind``), else None."""
         server = self._metrics_server
-        return f"http://{server.host}:{server.port}/metrics" if server is not None else None
+        if server is None:
+            return None
+        host = f"[{server.host}]" if ":" in server.host else server.host
+        return f"http://{host}:{server.port}/metrics"
 
     def metrics_text(self) -> str:
         """The metrics in the Prometheus text format (the ``metrics`` control command)."""

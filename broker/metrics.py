@@ -183,7 +183,7 @@ class MetricsServer:
         host, port = parse_bind(bind)
         self._server, self._thread = start_http_server(port, addr=host, registry=registry)
         self.host, self.port = host, self._server.server_address[1]
-        log.info("metrics served at http://%s:%d/metrics", host, self.port)
+        log.info("metrics served at http://%s:%d/metrics", f"[{host}]" if ":" in host else host, self.port)
 
     def close(self) -> None:
         """Stop serving and release the port."""

@@ -35,7 +35,7 @@ def test_reload_serves_new_code_keeps_serving_during_the_swap_and_survives_a_syn
                                   "--port", str(port), "--backend-port", str(free_port()),
                                   "--control-port", str(free_port()), "--no-console",
                                   "--heartbeat-interval-s", "0.2"), cwd=tmp_path, name="run")
-    procs.wait_log(run, "watching", timeout_s=30)
+    procs.wait_log(run, "watching", timeout_s=60)
     results: list[object] = []
     stop = threading.Event()
 
@@ -54,7 +54,7 @@ def test_reload_serves_new_code_keeps_serving_during_the_swap_and_survives_a_syn
         try:
             wait_for(lambda: results, 10)
             _write(tmp_path, VIEW.format(version="v2"))
-            wait_for(lambda: client.send_request("version") == "v2", 20, message="the new code")
+            wait_for(lambda: client.send_request("version") == "v2", 45, message="the new code")
             wait_for(lambda: results[-1] == "v2", 10)
         finally:
             stop.set()
@@ -64,9 +64,9 @@ def test_reload_serves_new_code_keeps_serving_during_the_swap_and_survives_a_syn
         assert results.index("v2") > results.index("v1")
 
         _write(tmp_path, VIEW.format(version="v3").replace("def version", "def version(:"))
-        procs.wait_log(run, "SyntaxError", timeout_s=20)
+        procs.wait_log(run, "SyntaxError", timeout_s=45)
         assert "previous workers keep serving" in procs.log(run)
         assert client.send_request("version") == "v2"
         _write(tmp_path, VIEW.format(version="v4"))
-        wait_for(lambda: client.send_request("version") == "v4", 20, message="the fixed code")
+        wait_for(lambda: client.send_request("version") == "v4", 45, message="the fixed code")
     assert procs.stop(run) == 0
