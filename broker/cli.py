@@ -11,6 +11,7 @@ import click
 
 from fluxon.broker.config import BrokerConfig
 from fluxon.broker.core import Broker
+from fluxon.broker.limits import BrokerLimits, limit_options
 from fluxon.errors import ConfigurationError
 from fluxon.logs import json_logs, slow_request_option
 
@@ -57,13 +58,14 @@ log = logging.getLogger("fluxon.broker")
 @click.option("--metrics-bind", default=None, metavar="HOST:PORT",
               help="Serve Prometheus metrics over HTTP here (e.g. 127.0.0.1:9464).")
 @slow_request_option
+@limit_options
 def broker_command(frontend: str, backend: str, control: str, key_file: str | None, insecure: bool,
                    insecure_bind_anywhere: bool, allow_clients_dir: str | None,
                    trusted_clients_dir: str | None, sessions_path: str | None, session_idle_timeout_s: float,
                    session_lifetime_s: float, max_sessions: int, heartbeat_interval_s: float,
                    heartbeat_liveness: int, max_queue: int, max_message_bytes: int,
                    console: bool | None, debug: bool, metrics_bind: str | None,
-                   slow_request_ms: int | None) -> None:
+                   slow_request_ms: int | None, limits: BrokerLimits) -> None:
     """Run the broker: route client requests to workers, own sessions, answer the control socket."""
     from fluxon.keys import derive_keys, load_private_key
 
@@ -86,7 +88,7 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
         sessions_path=sessions_path, session_idle_timeout_s=session_idle_timeout_s,
         session_lifetime_s=session_lifetime_s, max_sessions=max_sessions, heartbeat_interval_s=heartbeat_interval_s,
         heartbeat_liveness=heartbeat_liveness, max_queue=max_queue, max_message_bytes=max_message_bytes,
-        debug=debug, metrics_bind=metrics_bind, slow_request_ms=slow_request_ms,
+        debug=debug, metrics_bind=metrics_bind, slow_request_ms=slow_request_ms, limits=limits,
         insecure_bind_anywhere=insecure_bind_anywhere)
     try:
         broker = Broker(config)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from fluxon.broker.limits import BrokerLimits
 from fluxon.errors import ConfigurationError
 from fluxon.protocol import MAX_MESSAGE_BYTES
 
@@ -56,6 +57,8 @@ class BrokerConfig:
     slow_request_ms: int | None = None
     #: ``HOST:PORT`` where the Prometheus metrics are served over HTTP (None: only `ctl metrics`).
     metrics_bind: str | None = None
+    #: The budgets against hostile input (frames, queue bytes and shares, rotations, ...).
+    limits: BrokerLimits = field(default_factory=BrokerLimits)
 
     @property
     def secure(self) -> bool:
@@ -77,6 +80,7 @@ class BrokerConfig:
             raise ConfigurationError("max_queue must be >= 0")
         if self.session_idle_timeout_s <= 0 or self.session_lifetime_s <= 0 or self.max_sessions < 1:
             raise ConfigurationError("session timeouts must be > 0 and max_sessions >= 1")
+        self.limits.validate()
         if self.max_message_bytes < 1024:
             raise ConfigurationError("max_message_bytes must be at least 1024")
         if self.keys is None and not self.insecure_bind_anywhere:

@@ -11,17 +11,19 @@ its end (:meth:`Broker._flush`), so libzmq's I/O thread wakes once per burst.
 
 Dispatch is credit based: a worker's READY announces how many requests it runs
 at once; the least recently used worker with free credit gets the next request;
-when none has credit, requests wait in a bounded queue (past ``max_queue`` the
-client gets ``Overloaded`` at once). A queued request whose client deadline
+when none has credit, requests wait in a bounded queue (past ``max_queue`` requests
+or ``max_queue_bytes``, or past one client key's share of either, the client gets
+``Overloaded`` at once; see :mod:`fluxon.broker.limits`). A queued request whose client deadline
 passed is answered with ``Timeout`` and never runs (the client has given up and
 discards it; answering keeps the behaviour observable). Heartbeats go both ways;
 a silent worker is removed and its in-flight jobs are re-queued at the front when
-its READY declared the route idempotent, else answered with ``WorkerLost``.
+its READY declared the route idempotent (at most ``max_redispatch`` times: a poison
+request must not crash-loop the pool), else answered with ``WorkerLost``. Every
+message and every loop round runs under a guard (:mod:`fluxon.broker.guard`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -36,6 +38,8 @@ from fluxon import protocol as p
 from fluxon.broker.config import BrokerConfig
 from fluxon.broker.control import AdminOperation, ControlError, run_control_command
 from fluxon.broker.metrics import BrokerMetrics, MetricsServer, make_registry, render_text
+from fluxon.broker.guard import FrameReceiver, MessageGuard, ThrottledLog, TooManyFrames, error_code
+from fluxon.broker.limits import Refusals, raise_fd_limit
 from fluxon.broker.readiness import SocketReadiness
 from fluxon.broker.sessions_bridge import SessionBridge
 from fluxon.broker.sockets import bind_backend, bind_control, bind_frontend
@@ -52,62 +56,10 @@ log = logging.getLogger("fluxon.broker")
 
 #: Messages taken from one socket per wake-up before the others get their turn.
 _DRAIN_LIMIT = 512
-#: Lines a flood-prone log (drops, closed connections) writes per window; the rest are summarised.
-_LOG_LIMIT = 20
-_LOG_WINDOW_S = 10.0
 _RATE_WINDOW_S = 5.0
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)  # plain ints: pyzmq's enum flag arithmetic costs ~1 µs a call
-
-
-def _recv_message(sock: zmq.Socket) -> tuple[RoutingId, list | None]:
-    """One ROUTER message: the routing id and the frames after it (None when there are none)."""
-    envelope = sock.recv(_NOBLOCK, copy=False)
-    if not envelope.more:
-        return envelope.bytes, None
-    return envelope.bytes, p.recv_frames(sock, _NOBLOCK)
-
-
-class _ThrottledLog:
-    """At most _LOG_LIMIT lines per _LOG_WINDOW_S, then one summary line: input from the network
-    (garbage, connection churn) must not be able to fill the broker's log."""
-
-    def __init__(self, what: str, level: int = logging.WARNING) -> None:
-        self.what, self.level = what, level
-        self.window_start, self.count = 0.0, 0
-
-    def log(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self.window_start > _LOG_WINDOW_S:
-            if self.count > _LOG_LIMIT:
-                log.log(self.level, "%d more %s in the last %.0f s", self.count - _LOG_LIMIT, self.what,
-                        _LOG_WINDOW_S)
-            self.window_start, self.count = now, 0
-        self.count += 1
-        if self.count <= _LOG_LIMIT:
-            log.log(self.level, message, *args)
-
-
-def _error_code(body: Any) -> str:
-    """The code of a worker's error reply (JSON, never a pickle), for the status counters."""
-    try:
-        code = json.loads(bytes(body)).get("code")
-    except (ValueError, AttributeError, TypeError):
-        return "malformed_error"
-    return code if isinstance(code, str) and len(code) <= 64 else "malformed_error"
-
-
-def _metadata(frame: zmq.Frame, secure: bool) -> tuple[str, str]:
-    """The ZAP User-Id (client public key, secure mode only) and peer address of a received frame."""
-    key = peer = ""
-    try:
-        if secure:
-            key = frame.get("User-Id") or ""
-        peer = frame.get("Peer-Address") or ""
-    except zmq.ZMQError:  # no such property on this transport (ipc, inproc)
-        pass
-    return key, peer
 
 
 class Broker:
@@ -131,7 +83,8 @@ class Broker:
         self._stop_requested = threading.Event()
         self._shutdown_workers = False  # stop(): workers reconnect; the console's stop sets it
         self._workers = WorkerPool()
-        self._queue = RequestQueue(config.max_queue)
+        self._limits = limits = config.limits
+        self._queue = RequestQueue(config.max_queue, limits.max_queue_bytes, limits.queue_share)
         self._sessions: SessionBridge | None = None
         self._next_job_id = 1
         self._paused = False            # drain: dispatch stopped, requests queue up
@@ -146,8 +99,11 @@ class Broker:
         self._metrics_registry: Any = None
         self._metrics_server: MetricsServer | None = None
         self._slow_s = config.slow_request_ms / 1000 if config.slow_request_ms is not None else None
-        self._drop_log = _ThrottledLog("malformed messages dropped")
-        self._disconnect_log = _ThrottledLog("connections closed", logging.INFO)
+        self._refusals = Refusals(self.error_counts)
+        self._guard = MessageGuard(self.error_counts, ThrottledLog("exceptions survived", logging.ERROR))
+        self._receivers: dict[str, FrameReceiver] = {}  # by socket name: frames capped per message
+        self._drop_log = ThrottledLog("malformed messages dropped")
+        self._disconnect_log = ThrottledLog("connections closed", logging.INFO)
         self._monitors: dict[zmq.Socket, str] = {}
         self._readiness: SocketReadiness | None = None
         self._outbox: list[tuple[zmq.Socket, RoutingId, list, Job | None]] = []  # see _flush
@@ -160,6 +116,9 @@ class Broker:
         if self._context is not None:
             return
         config = self.config
+        if config.limits.raise_fd_limit:
+            soft, hard = raise_fd_limit()
+            log.info("open-files limit: %d (hard %d)", soft, hard)
         self._context = zmq.Context()
         try:
             if config.keys is not None:
@@ -175,6 +134,10 @@ class Broker:
             self._wake.bind(self._wake_endpoint)
             self._monitors = {self.frontend.get_monitor_socket(zmq.EVENT_DISCONNECTED): "frontend",
                               self.backend.get_monitor_socket(zmq.EVENT_DISCONNECTED): "backend"}
+            limits = config.limits
+            self._receivers = {"frontend": FrameReceiver(limits.max_frames, metadata=True, secure=config.secure),
+                               "backend": FrameReceiver(limits.max_frames),
+                               "control": FrameReceiver(limits.max_frames)}
             self._readiness = SocketReadiness([s for s in (self.frontend, self.backend, self.control, self._wake)
                                                if s is not None])
             if config.metrics_bind:
@@ -203,13 +166,16 @@ class Broker:
             pass  # the loop notices the flag within one heartbeat interval anyway
 
     def run(self) -> None:
-        """Serve until stopped, then shut down gracefully (see :meth:`_begin_stop`)."""
+        """Serve until stopped, then shut down gracefully (see :meth:`_begin_stop`).
+
+        Each round runs under a guard: whatever one round raises (``RecursionError``,
+        ``MemoryError``, a bug) is counted and logged, throttled, and the loop goes on.
+        """
         self.start()
-        readiness = self._readiness
-        interval = self.config.heartbeat_interval_s
-        next_tick = time.monotonic() + interval
-        next_purge = time.monotonic() + self.config.session_purge_interval_s
-        next_flush = time.monotonic() + self.config.session_flush_interval_s
+        now = time.monotonic()
+        self._next = {"tick": now + self.config.heartbeat_interval_s,
+                      "purge": now + self.config.session_purge_interval_s,
+                      "flush": now + self.config.session_flush_interval_s}
         public_key = self.config.keys.broker.public_text if self.config.keys is not None else None
         log.info("broker ready frontend=%s backend=%s control=%s public_key=%s", self.frontend_endpoint,
                  self.backend_endpoint, self.control_endpoint or "-", public_key or "- (plain mode)",
@@ -219,36 +185,44 @@ class Broker:
         self.ready.set()
         try:
             while True:
-                ready = readiness.wait(max(0.0, next_tick - time.monotonic()))
-                if self.backend in ready:
-                    self._drain_backend()
-                if self.frontend in ready:
-                    self._drain_frontend()
-                if self.control is not None and self.control in ready:
-                    self._drain_control()
-                if self._wake in ready:
-                    self._drain_wake()
-                if self._stop_requested.is_set() and not self._stopping:
-                    self._begin_stop()
-                now = time.monotonic()
-                if now >= next_tick:
-                    next_tick = now + interval
-                    self._tick(now)
-                    for monitor, name in self._monitors.items():  # off the poll set: polled once per tick
-                        self._drain_monitor(monitor, name)
-                if now >= next_purge:
-                    next_purge = now + self.config.session_purge_interval_s
-                    self._sessions.purge()
-                if now >= next_flush:
-                    next_flush = now + self.config.session_flush_interval_s
-                    self._sessions.flush()
-                if self._admin is not None:
-                    self._advance_admin(now)
-                self._flush()
-                if self._stopping and (self._workers.in_flight_count() == 0 or now >= self._stop_deadline):
-                    break
+                try:
+                    if self._round():
+                        break
+                except Exception as exc:  # noqa: BLE001 - survive it, see the docstring
+                    self._guard.caught("the broker loop", exc)
         finally:
             self._finish_stop()
+
+    def _round(self) -> bool:
+        """One wake-up: drain the ready sockets, housekeeping when due, flush; True once stopped."""
+        next_at = self._next
+        ready = self._readiness.wait(max(0.0, next_at["tick"] - time.monotonic()))
+        if self.backend in ready:
+            self._drain_backend()
+        if self.frontend in ready:
+            self._drain_frontend()
+        if self.control is not None and self.control in ready:
+            self._drain_control()
+        if self._wake in ready:
+            self._drain_wake()
+        if self._stop_requested.is_set() and not self._stopping:
+            self._begin_stop()
+        now = time.monotonic()
+        if now >= next_at["tick"]:
+            next_at["tick"] = now + self.config.heartbeat_interval_s
+            self._tick(now)
+            for monitor, name in self._monitors.items():  # off the poll set: polled once per tick
+                self._drain_monitor(monitor, name)
+        if now >= next_at["purge"]:
+            next_at["purge"] = now + self.config.session_purge_interval_s
+            self._sessions.purge()
+        if now >= next_at["flush"]:
+            next_at["flush"] = now + self.config.session_flush_interval_s
+            self._sessions.flush()
+        if self._admin is not None:
+            self._advance_admin(now)
+        self._flush()
+        return self._stopping and (self._workers.in_flight_count() == 0 or now >= self._stop_deadline)
 
     # ------------------------------------------------------------------ frontend (clients)
 
@@ -256,34 +230,52 @@ class Broker:
         """The messages waiting on ``sock``, at most ``_DRAIN_LIMIT`` per round (then it is marked for the next)."""
         return p.receive_waiting(sock, receive, limit=_DRAIN_LIMIT, at_limit=self._readiness.mark)
 
+    def _intake(self, sock: zmq.Socket, name: str, handle: Callable[[RoutingId, list | None, str, str], None]) -> None:
+        """Receive what waits on ``sock`` (frames capped per message) and ``handle`` each message.
+
+        A message over ``max_frames`` is drained a bounded number of frames per round and
+        refused; an exception ``handle`` raises is survived (:class:`MessageGuard`).
+        """
+        receiver = self._receivers[name]
+        try:
+            if receiver.draining:
+                receiver.drain(sock)
+            for rid, frames, key, peer in self._waiting(sock, receiver.receive):
+                try:
+                    handle(rid, frames, key, peer)
+                except Exception as exc:  # noqa: BLE001 - one message must not stop the loop
+                    self._guard.caught(f"a {name} message", exc)
+        except zmq.Again:  # the surplus of a long message is drained further next round
+            self._readiness.mark(sock)
+        except TooManyFrames as exc:
+            self._refusals.refuse("max_frames", receiver.source_key, f"{name}: {exc}")
+            self._readiness.mark(sock)
+        else:
+            if receiver.draining:
+                self._readiness.mark(sock)
+
     def _drain_frontend(self) -> None:
-        for client, frames, key, peer in self._waiting(self.frontend, self._recv_client):
-            if frames is None:
-                self._dropped("frontend", client, "message without a body frame")
-                continue
-            try:
-                request = p.decode_client_request(frames)
-            except ProtocolError as exc:
-                self._dropped("frontend", client, exc.message)
-                request_id = exc.details.get("request_id")
-                if request_id is not None:
-                    self._reply_error(client, request_id, exc)
-                continue
+        self._intake(self.frontend, "frontend", self._on_client_message)
+
+    def _decode(self, socket_name: str, rid: RoutingId, frames: list | None,
+                decode: Callable[[list], Any]) -> tuple[Any, ProtocolError | None]:
+        """(message, None), or (None, the error) with the drop counted and logged; (None, None) when empty."""
+        if frames is None:
+            self._dropped(socket_name, rid, "message without a body frame")
+            return None, None
+        try:
+            return decode(frames), None
+        except ProtocolError as exc:
+            self._dropped(socket_name, rid, exc.message)
+            return None, exc
+
+    def _on_client_message(self, client: RoutingId, frames: list | None, key: str, peer: str) -> None:
+        request, error = self._decode("frontend", client, frames, p.decode_client_request)
+        if request is not None:
             self.metrics.bytes_in += sum(map(len, frames))
             self._on_client_request(client, request, key, peer)
-
-    def _recv_client(self, sock: zmq.Socket) -> tuple[RoutingId, list | None, str, str]:
-        """One client message: (routing id, frames after the envelope or None, client key, peer address).
-
-        The envelope frame (received with copy=False, as every frame here) also carries the
-        ZAP metadata; the header comes back as bytes and a large body stays a zmq.Frame.
-        """
-        first = sock.recv(_NOBLOCK, copy=False)
-        client = first.bytes
-        if not first.more:
-            return client, None, "", ""
-        key, peer = _metadata(first, self.config.secure)
-        return client, p.recv_frames(sock, _NOBLOCK), key, peer
+        elif error is not None and error.details.get("request_id") is not None:
+            self._reply_error(client, error.details["request_id"], error)
 
     def _on_client_request(self, client: RoutingId, request: p.ClientRequest, key: str, peer: str) -> None:
         self._requests_total += 1
@@ -303,8 +295,18 @@ class Broker:
         self._next_job_id += 1
         if self._queue or self._paused or self._admin is not None or not self._dispatch(job):
             if not self._queue.push(job):
-                self._reply_error(client, request.request_id,
-                                  Overloaded(f"the broker's queue is full ({self._queue.max_len} requests)"))
+                self._queue_full(job, key)
+
+    def _queue_full(self, job: Job, key: str) -> None:
+        """Answer ``Overloaded`` naming the bound that refused ``job``, and count it."""
+        queue = self._queue
+        limit = queue.refusal(job) or "max_queue"
+        what = {"max_queue": f"the broker's queue is full ({queue.max_len} requests)",
+                "max_queue_bytes": f"the broker's queue holds its limit of {queue.max_bytes} payload bytes",
+                "queue_share": f"this client key holds its share of the queue ({queue.share_len} requests, "
+                               f"{queue.share_bytes} bytes)"}[limit]
+        self._refusals.refuse(limit, key, f"{job.route!r} of {job.size} bytes")
+        self._reply_error(job.client, job.request_id, Overloaded(what, details={"limit": limit}))
 
     def _reply_error(self, client: RoutingId, request_id: int, exc: FluxonError) -> None:
         self.error_counts[exc.code] += 1
@@ -432,21 +434,15 @@ class Broker:
     # ------------------------------------------------------------------ backend (workers)
 
     def _drain_backend(self) -> None:
-        for rid, frames in self._waiting(self.backend, _recv_message):
-            self._on_worker_message(rid, frames)
+        self._intake(self.backend, "backend", self._on_worker_message)
         self._pump()
 
-    def _on_worker_message(self, rid: RoutingId, frames: list | None) -> None:
+    def _on_worker_message(self, rid: RoutingId, frames: list | None, _key: str = "", _peer: str = "") -> None:
         worker = self._workers.get(rid)
         if worker is not None:
             worker.last_seen = time.monotonic()
-        if frames is None:
-            self._dropped("backend", rid, "message without a body frame")
-            return
-        try:
-            message = p.decode_worker_message(frames)
-        except ProtocolError as exc:
-            self._dropped("backend", rid, exc.message)
+        message, _ = self._decode("backend", rid, frames, p.decode_worker_message)
+        if message is None:
             return
         kind = type(message)
         if kind is p.WorkerReply:
@@ -484,13 +480,17 @@ class Broker:
         try:
             token = self._sessions.settle(job.session, job.token, reply.changes)
         except FluxonError as exc:
-            log.error("worker %s sent unusable session changes for job %d: %s",
-                      worker.routing_id.hex(), job.job_id, exc)
+            limit = exc.details.get("limit")
+            if limit:  # a budget (rotations, logged-in share, JSON depth/size): the client's doing
+                self._refusals.refuse(limit, job.session.client_key, f"{job.route!r}: {exc.message}")
+            else:
+                log.error("worker %s sent unusable session changes for job %d: %s",
+                          worker.routing_id.hex(), job.job_id, exc)
             self._reply_error(job.client, job.request_id, exc)
             return
         outcome = "ok"
         if reply.status != p.STATUS_OK:
-            outcome = _error_code(reply.body)
+            outcome = error_code(reply.body, self._limits.max_json_depth)
             self.error_counts[outcome] += 1
         elapsed_s = time.monotonic() - job.dispatched_at
         self.metrics.observe(job.route, outcome, elapsed_s)
@@ -518,13 +518,20 @@ class Broker:
         jobs = sorted(worker.in_flight.values(), key=lambda j: j.job_id, reverse=True)
         worker.in_flight.clear()
         for job in jobs:
-            if job.route in worker.idempotent and not self._stopping:
+            if job.route not in worker.idempotent or self._stopping:
+                self._reply_error(job.client, job.request_id, WorkerLost(
+                    f"the worker running {job.route!r} was lost ({why})", details={"route": job.route}))
+            elif job.redispatched < self._limits.max_redispatch:
+                job.redispatched += 1
                 log.info("re-dispatching idempotent job %d (%s) of lost worker", job.job_id, job.route)
                 self._queue.push_front(job)
-            else:
+            else:  # a poison request: each run takes a worker down; it must not crash-loop the pool
+                self._refusals.refuse("max_redispatch", job.session.client_key,
+                                      f"gave up {job.route!r}: its worker was lost {job.redispatched + 1} times")
                 self._reply_error(job.client, job.request_id, WorkerLost(
-                    f"the worker running {job.route!r} was lost ({why})",
-                    details={"route": job.route}))
+                    f"the worker running {job.route!r} was lost ({why}) after {job.redispatched} "
+                    f"re-dispatch(es): the request was given up",
+                    details={"route": job.route, "given_up": True, "runs": job.redispatched + 1}))
         if self._admin is not None and self._admin.worker == worker.routing_id:
             self.end_admin_lost()
 
@@ -573,29 +580,26 @@ class Broker:
     # ------------------------------------------------------------------ control socket
 
     def _drain_control(self) -> None:
-        for rid, frames in self._waiting(self.control, _recv_message):
-            if frames is None:
-                self._dropped("control", rid, "message without a body frame")
-                continue
-            try:
-                command = p.decode_control_command(frames)
-            except ProtocolError as exc:
-                self._dropped("control", rid, exc.message)
-                if "command_id" in exc.details:
-                    self.send_control_result(rid, exc.details["command_id"], p.STATUS_ERROR, exc.to_dict())
-                continue
-            try:
-                result = run_control_command(self, rid, command)
-            except ControlError as exc:
-                self.send_control_result(rid, command.command_id, p.STATUS_ERROR, exc.error.to_dict())
-                continue
-            except Exception as exc:  # a bug in a command must not stop the broker
-                log.exception("control command %r failed", command.command)
-                self.send_control_result(rid, command.command_id, p.STATUS_ERROR,
-                                         InternalError(f"{type(exc).__name__}: {exc}").to_dict())
-                continue
-            if result is not AdminOperation.PENDING:
-                self.send_control_result(rid, command.command_id, p.STATUS_OK, result)
+        self._intake(self.control, "control", self._on_control_message)
+
+    def _on_control_message(self, rid: RoutingId, frames: list | None, _key: str = "", _peer: str = "") -> None:
+        command, error = self._decode("control", rid, frames, p.decode_control_command)
+        if command is None:
+            if error is not None and "command_id" in error.details:
+                self.send_control_result(rid, error.details["command_id"], p.STATUS_ERROR, error.to_dict())
+            return
+        try:
+            result = run_control_command(self, rid, command)
+        except ControlError as exc:
+            self.send_control_result(rid, command.command_id, p.STATUS_ERROR, exc.error.to_dict())
+            return
+        except Exception as exc:  # a bug in a command must not stop the broker
+            log.exception("control command %r failed", command.command)
+            self.send_control_result(rid, command.command_id, p.STATUS_ERROR,
+                                     InternalError(f"{type(exc).__name__}: {exc}").to_dict())
+            return
+        if result is not AdminOperation.PENDING:
+            self.send_control_result(rid, command.command_id, p.STATUS_OK, result)
 
     def send_control_result(self, rid: RoutingId, command_id: int, status: int, data: Any) -> None:
         """Answer a control client (also used by a finished admin operation)."""

@@ -50,11 +50,14 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxon.errors import BadRequest, ConfigurationError, InternalError, InvalidSession, Overloaded
+from fluxon.broker.guard import loads_bounded
+from fluxon.broker.session_file import open_session_file, transaction
+from fluxon.errors import BadRequest, ConfigurationError, InvalidSession, Overloaded
 from fluxon.security import RejectionLog
 
 __all__ = ["Session", "SessionStore"]
@@ -66,17 +69,8 @@ _MAX_TOKEN_BYTES = 256
 _TOKEN_RE = re.compile(rb"\A([A-Za-z0-9_-]{24})\.(0|[1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})\Z")
 _MAX_USER_ID_CHARS = 255
 _AUTO_FLUSH_INTERVAL_S = 30.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS fluxon_sessions (
-    sid        TEXT PRIMARY KEY,
-    client_key TEXT NOT NULL,
-    user_id    TEXT NOT NULL,     -- JSON: null, a number or a string
-    data       TEXT NOT NULL,     -- JSON object
-    created_at REAL NOT NULL,
-    last_seen  REAL NOT NULL,
-    issued     INTEGER NOT NULL
-)
-"""
+#: How often a full store may scan for expired sessions before it evicts (the scan is O(sessions)).
+_ROOM_PURGE_INTERVAL_S = 1.0
 
 
 @dataclass(eq=False)
@@ -109,6 +103,16 @@ class Session:
         self._context_args = None
 
 
+class _Successor:
+    """Where a rotated session went: one object shared by every old token of a rotation chain,
+    so a rotation moves all of them in O(1) (no scan of the aliases)."""
+
+    __slots__ = ("sid",)
+
+    def __init__(self) -> None:
+        self.sid = ""
+
+
 class SessionStore:
     """All sessions of one broker, in memory and (unless ``path`` is None) in a SQLite file.
 
@@ -119,7 +123,9 @@ class SessionStore:
     def __init__(self, path: str | os.PathLike | None, hmac_key: bytes, *,
                  idle_timeout_s: float = 14 * 86400, absolute_lifetime_s: float = 30 * 86400,
                  rotation_grace_s: float = 30.0, max_data_bytes: int = 64 * 1024,
-                 max_sessions: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+                 max_sessions: int = 100_000, session_reserve: float = 0.0,
+                 rotations_per_minute: int | None = None, max_changes_bytes: int = 1024 * 1024,
+                 max_json_depth: int = 64, clock: Callable[[], float] = time.time) -> None:
         if len(hmac_key) < 16:
             raise ConfigurationError("the session HMAC key must have at least 16 bytes "
                                      "(use DeploymentKeys.session_hmac_key)")
@@ -128,6 +134,10 @@ class SessionStore:
         if max_sessions < 1:
             raise ConfigurationError("max_sessions must be at least 1")
         self.max_sessions = max_sessions
+        #: Logged-in sessions kept at most: the rest of the cap stays free for new clients.
+        self.max_logged_in = max(1, int(max_sessions * (1 - session_reserve)))
+        self.rotations_per_minute = rotations_per_minute
+        self.max_changes_bytes, self.max_json_depth = max_changes_bytes, max_json_depth
         self.path = None if path is None else os.fspath(path)
         self.idle_timeout_s = float(idle_timeout_s)
         self.absolute_lifetime_s = float(absolute_lifetime_s)
@@ -138,15 +148,19 @@ class SessionStore:
         self._by_sid: dict[str, Session] = {}
         self._by_token: dict[bytes, Session] = {}
         self._latest_by_key: dict[str, str] = {}
-        # old token -> (new sid, client key, grace deadline), for requests pipelined across a rotation
-        self._rotated: dict[bytes, tuple[str, str, float]] = {}
+        # old token -> (where it went, client key, grace deadline), for requests pipelined across a rotation
+        self._rotated: dict[bytes, tuple[_Successor, str, float]] = {}
+        self._successor_of: dict[str, _Successor] = {}  # live sid -> the successor its old tokens share
+        self._anonymous: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._rotation_budget: dict[str, list[float]] = {}  # client key -> [tokens, refilled at]
+        self._room_purged_at = 0.0
         self._dirty: set[str] = set()
         self._rejections = RejectionLog()
         self._last_flush = clock()
         self._db_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if self.path is not None:
-            self._db = self._open_db(self.path)
+            self._db = open_session_file(self.path)
             self._load()
 
     # -- the hot path -------------------------------------------------------------------------
@@ -168,6 +182,8 @@ class SessionStore:
             elif self._expired(session, now):
                 self._drop(session, "expired")
                 raise InvalidSession("the session has expired; send no token to start a new one")
+        if session.user_id is None:
+            self._anonymous.move_to_end(session.sid)  # eviction takes the least recently used first
         if now - session.last_seen >= 1.0:  # coarse: keeps the dirty set small at high rates
             session.last_seen = now
             self._dirty.add(session.sid)
@@ -179,8 +195,8 @@ class SessionStore:
         """Cache miss: a rotated token in its grace period, or an invalid one (checked by MAC)."""
         rotated = self._rotated.get(token)
         if rotated is not None:
-            new_sid, key, deadline = rotated
-            session = self._by_sid.get(new_sid)
+            successor, key, deadline = rotated
+            session = self._by_sid.get(successor.sid)
             if key == client_key and now <= deadline and session is not None \
                     and not self._expired(session, now):
                 return session
@@ -208,7 +224,9 @@ class SessionStore:
         """Apply a worker's session changes (login/logout/data); returns the possibly rotated session.
 
         Changes to a session that was killed or expired meanwhile are dropped (with a log line).
-        Raises :class:`BadRequest` when ``changes`` is malformed.
+        Raises :class:`BadRequest` when ``changes`` is malformed (or too large or deep), and
+        :class:`Overloaded` when the client key rotated too often or logged-in sessions fill
+        their share of the cap (``details["limit"]`` names the limit).
         """
         if not changes:
             return session
@@ -221,6 +239,7 @@ class SessionStore:
                 return session
         now = self._clock()
         if login is not None or logout:
+            self._check_rotation(current, login)
             user_id = login if login is not None else None
             new_data = data if data is not None else (current.data if not logout else {})
             return self._rotate(current, user_id, new_data, now)
@@ -232,10 +251,8 @@ class SessionStore:
         return current
 
     def _parse_changes(self, changes: bytes) -> tuple[int | str | None, bool, dict[str, Any] | None]:
-        try:
-            body = json.loads(changes)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"session changes are not JSON: {exc}") from exc
+        body = loads_bounded(changes, max_bytes=self.max_changes_bytes, max_depth=self.max_json_depth,
+                             what="session changes")
         if not isinstance(body, dict):
             raise BadRequest("session changes must be a JSON object")
         unknown = set(body) - {"login", "logout", "data"}
@@ -262,16 +279,37 @@ class SessionStore:
         rotated = self._rotated.get(session.token)
         if rotated is None:
             return None
-        return self._by_sid.get(rotated[0])
+        return self._by_sid.get(rotated[0].sid)
+
+    def _check_rotation(self, session: Session, login: int | str | None) -> None:
+        """Refuse a rotation past the key's rate (a token bucket) or a login past the logged-in share."""
+        if login is not None and session.user_id is None and \
+                len(self._by_sid) - len(self._anonymous) >= self.max_logged_in:
+            raise Overloaded(f"logged-in sessions fill their share of the store ({self.max_logged_in})",
+                             details={"limit": "session_reserve"})
+        rate, key = self.rotations_per_minute, session.client_key
+        if rate is None or not key:
+            return
+        now = time.monotonic()
+        bucket = self._rotation_budget.setdefault(key, [float(rate), now])
+        bucket[0] = min(float(rate), bucket[0] + (now - bucket[1]) * rate / 60.0)
+        bucket[1] = now
+        if bucket[0] < 1.0:
+            raise Overloaded(f"too many logins/logouts from this client key (limit {rate} per minute)",
+                             details={"limit": "rotations_per_minute"})
+        bucket[0] -= 1.0
 
     def _rotate(self, old: Session, user_id: int | str | None, data: dict[str, Any], now: float) -> Session:
-        """New sid and token for the same client (Django's ``cycle_key``); the old sid is gone."""
+        """New sid and token for the same client (Django's ``cycle_key``); the old sid is gone.
+
+        Every older token of the chain shares one :class:`_Successor`: moving it moves them all.
+        """
         new = self._new_session(old.client_key, now, user_id=user_id, data=data)
+        successor = self._successor_of.pop(old.sid, None) or _Successor()
         self._forget(old)
-        self._rotated[old.token] = (new.sid, old.client_key, now + self.rotation_grace_s)
-        for alias, (sid, key, deadline) in list(self._rotated.items()):  # chains: older tokens follow too
-            if sid == old.sid:
-                self._rotated[alias] = (new.sid, key, deadline)
+        successor.sid = new.sid
+        self._successor_of[new.sid] = successor
+        self._rotated[old.token] = (successor, old.client_key, now + self.rotation_grace_s)
         self._remember(new)
         self._write(new, delete_sid=old.sid)
         return new
@@ -288,6 +326,9 @@ class SessionStore:
         for alias, (_, _, deadline) in list(self._rotated.items()):
             if now > deadline:
                 del self._rotated[alias]
+        refilled_at = time.monotonic() - 60.0  # a bucket idle for a minute is full: nothing to keep
+        for key in [k for k, (_, at) in self._rotation_budget.items() if at < refilled_at]:
+            del self._rotation_budget[key]
         if expired:
             log.info("purged %d expired sessions", len(expired))
         return len(expired)
@@ -361,13 +402,16 @@ class SessionStore:
 
         A client that never presents its token (or mints a new key per connection) gets a new
         session per request; the bound keeps that from growing the broker without limit, and
-        only anonymous sessions make way, so nobody is logged out by it. A batch of 1% is
-        evicted at once so the scan is not repeated per request.
+        only anonymous sessions make way, the least recently used first, so nobody is logged
+        out by it; logged-in sessions may take only ``max_logged_in`` of the cap. A batch of
+        1% is evicted at once.
         """
-        if self.purge_expired() and len(self._by_sid) < self.max_sessions:
-            return
-        anonymous = sorted((s for s in self._by_sid.values() if s.user_id is None), key=lambda s: s.last_seen)
-        victims = anonymous[:max(1, self.max_sessions // 100)]
+        if now - self._room_purged_at >= _ROOM_PURGE_INTERVAL_S:
+            self._room_purged_at = now
+            if self.purge_expired() and len(self._by_sid) < self.max_sessions:
+                return
+        batch = max(1, self.max_sessions // 100)
+        victims = [session for _, session in zip(range(batch), self._anonymous.values())]
         if not victims:
             raise Overloaded(f"the session store is full ({self.max_sessions} logged-in sessions)")
         for session in victims:
@@ -391,6 +435,8 @@ class SessionStore:
     def _remember(self, session: Session) -> None:
         self._by_sid[session.sid] = session
         self._by_token[session.token] = session
+        if session.user_id is None:
+            self._anonymous[session.sid] = session
         if session.client_key:
             latest = self._by_sid.get(self._latest_by_key.get(session.client_key, ""))
             if latest is None or latest.created_at <= session.created_at:
@@ -399,35 +445,25 @@ class SessionStore:
     def _forget(self, session: Session) -> None:
         self._by_sid.pop(session.sid, None)
         self._by_token.pop(session.token, None)
+        self._anonymous.pop(session.sid, None)
         self._dirty.discard(session.sid)
+        successor = self._successor_of.pop(session.sid, None)
+        if successor is not None:  # its old tokens lead nowhere now
+            successor.sid = ""
         if self._latest_by_key.get(session.client_key) == session.sid:
             del self._latest_by_key[session.client_key]
 
     def _drop(self, session: Session, why: str) -> None:
         self._forget(session)
-        for alias, (sid, _, _) in list(self._rotated.items()):
-            if sid == session.sid:
-                del self._rotated[alias]
         self._delete_rows([session.sid])
         log.info("session %s… %s", session.sid[:6], why)
 
     # -- SQLite ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _open_db(path: str) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigurationError(f"cannot open the session file {path!r}: {exc}") from exc
-        return db
-
-    def _transaction(self) -> _Transaction:
+    def _transaction(self) -> Any:
         if self._db is None:
             raise ConfigurationError("the session store is closed")
-        return _Transaction(self._db)
+        return transaction(self._db)
 
     def _load(self) -> None:
         now = self._clock()
@@ -468,28 +504,3 @@ class SessionStore:
         with self._db_lock:
             with self._transaction():
                 self._db.executemany("DELETE FROM fluxon_sessions WHERE sid = ?", [(s,) for s in sids])
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error); SQLite errors become InternalError."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            log.error("session file: cannot begin a transaction: %s", exc)
-            raise InternalError("the session store cannot write its file") from exc
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        except sqlite3.Error as db_exc:
-            log.error("session file: cannot commit: %s", db_exc)
-            raise InternalError("the session store cannot write its file") from db_exc
-        if isinstance(exc, sqlite3.Error):
-            log.error("session file: write failed: %s", exc)
-            raise InternalError("the session store cannot write its file") from exc
-        return False

@@ -40,8 +40,11 @@ class SessionBridge:
         """Open the store named by ``config`` (memory only when ``sessions_path`` is None)."""
         hmac_key = config.keys.session_hmac_key if config.keys is not None else os.urandom(32)
         trusted = KeyDirectory(config.trusted_clients_dir) if config.trusted_clients_dir is not None else None
+        limits = config.limits
         store = SessionStore(config.sessions_path, hmac_key, idle_timeout_s=config.session_idle_timeout_s,
-                             absolute_lifetime_s=config.session_lifetime_s, max_sessions=config.max_sessions)
+                             absolute_lifetime_s=config.session_lifetime_s, max_sessions=config.max_sessions,
+                             session_reserve=limits.session_reserve, rotations_per_minute=limits.rotations_per_minute,
+                             max_changes_bytes=limits.max_changes_bytes, max_json_depth=limits.max_json_depth)
         return cls(store, config, trusted)
 
     def __len__(self) -> int:

@@ -1,7 +1,8 @@
 """The broker's three ROUTER sockets, one function each, so CURVE plugs in per socket.
 
 Every socket sets ``zmq.MAXMSGSIZE`` (libzmq drops the connection of a peer that
-sends more) and a short linger, so a stopping broker flushes its last replies
+sends more), ``zmq.HANDSHAKE_IVL`` (a connection that does not finish its handshake in
+time is closed, so idle connections cannot hold file descriptors) and a short linger, so a stopping broker flushes its last replies
 without hanging on peers that are gone. In secure mode each socket is a CURVE
 server under its own ZAP domain (see :mod:`fluxon.security`).
 """
@@ -27,6 +28,7 @@ def _router(context: zmq.Context, config: BrokerConfig, zap_domain: str) -> zmq.
     sock.setsockopt(zmq.LINGER, _LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, _HWM)
     sock.setsockopt(zmq.RCVHWM, _HWM)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, config.limits.handshake_timeout_ms)  # idle handshakes are closed
     if config.keys is not None:
         configure_curve_server(sock, config.keys.broker, zap_domain)
     return sock

@@ -20,7 +20,7 @@ class Job:
     """One client request from arrival to reply."""
 
     __slots__ = ("job_id", "client", "request_id", "route", "token", "payload", "context",
-                 "session", "deadline", "received_at", "dispatched_at")
+                 "session", "deadline", "received_at", "dispatched_at", "owner", "size", "redispatched")
 
     def __init__(self, job_id: JobId, client: RoutingId, request_id: RequestId, route: str,
                  token: bytes, payload: Body, context: bytes, session: Session, deadline: float | None) -> None:
@@ -35,6 +35,11 @@ class Job:
         self.deadline = deadline
         self.received_at = 0.0     # monotonic times, for the latency metrics and the slow-request log
         self.dispatched_at = 0.0
+        #: Whose share of the queue it uses: the client key (the routing id in plain mode).
+        self.owner: str | bytes = (session.client_key if session is not None else "") or client
+        self.size = len(payload)
+        #: Times it was sent again after its worker died (see ``BrokerLimits.max_redispatch``).
+        self.redispatched = 0
 
 
 class WorkerState:
@@ -143,11 +148,18 @@ class WorkerPool:
 
 
 class RequestQueue:
-    """Requests waiting for a worker, oldest first, bounded by ``max_len``."""
+    """Requests waiting for a worker, oldest first, bounded by count and payload bytes.
 
-    def __init__(self, max_len: int) -> None:
-        self.max_len = max_len
+    One owner (client key) may hold at most ``share`` of either bound, so a single key
+    cannot fill the queue and starve everyone else.
+    """
+
+    def __init__(self, max_len: int, max_bytes: int = 1 << 62, share: float = 1.0) -> None:
+        self.max_len, self.max_bytes = max_len, max_bytes
+        self.share_len, self.share_bytes = max(1, int(max_len * share)), max(1, int(max_bytes * share))
+        self.bytes = 0
         self._jobs: deque[Job] = deque()
+        self._by_owner: dict[str | bytes, list[int]] = {}  # owner -> [jobs, bytes] waiting
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -155,20 +167,37 @@ class RequestQueue:
     def __bool__(self) -> bool:
         return bool(self._jobs)
 
-    def push(self, job: Job) -> bool:
-        """Queue ``job`` at the back; False when the queue is full."""
+    def refusal(self, job: Job) -> str | None:
+        """Why ``job`` cannot be queued (the limit's name), or None when it can."""
         if len(self._jobs) >= self.max_len:
+            return "max_queue"
+        if self.bytes + job.size > self.max_bytes:
+            return "max_queue_bytes"
+        held = self._by_owner.get(job.owner)
+        if held is not None and (held[0] >= self.share_len or held[1] + job.size > self.share_bytes):
+            return "queue_share"
+        return None
+
+    def push(self, job: Job) -> bool:
+        """Queue ``job`` at the back; False when a bound (see :meth:`refusal`) refuses it."""
+        if self.refusal(job) is not None:
             return False
         self._jobs.append(job)
+        self._count(job, 1)
         return True
 
     def push_front(self, job: Job) -> None:
-        """Put a job back at the front (re-dispatch of an idempotent request); may exceed the bound."""
+        """Put a job back at the front (re-dispatch of an idempotent request); may exceed the bounds."""
         self._jobs.appendleft(job)
+        self._count(job, 1)
 
     def pop(self) -> Job | None:
         """The oldest waiting job, or None."""
-        return self._jobs.popleft() if self._jobs else None
+        if not self._jobs:
+            return None
+        job = self._jobs.popleft()
+        self._count(job, -1)
+        return job
 
     def take_expired(self, now: float) -> list[Job]:
         """Remove and return the jobs whose client deadline has passed."""
@@ -176,9 +205,21 @@ class RequestQueue:
             return []
         expired = [j for j in self._jobs if j.deadline is not None and j.deadline <= now]
         self._jobs = deque(j for j in self._jobs if j.deadline is None or j.deadline > now)
+        for job in expired:
+            self._count(job, -1)
         return expired
 
     def take_all(self) -> list[Job]:
         """Empty the queue, returning what was in it."""
         jobs, self._jobs = list(self._jobs), deque()
+        self._by_owner.clear()
+        self.bytes = 0
         return jobs
+
+    def _count(self, job: Job, sign: int) -> None:
+        self.bytes += sign * job.size
+        held = self._by_owner.setdefault(job.owner, [0, 0])
+        held[0] += sign
+        held[1] += sign * job.size
+        if held[0] <= 0:
+            del self._by_owner[job.owner]

@@ -95,7 +95,7 @@ class AsyncServer:
         return None
 
     def serve(self) -> int:
-        """Run the broker and the workers until Ctrl-C/SIGTERM; returns 0 after a clean shutdown."""
+        """Run the broker and the workers until Ctrl-C/SIGTERM; 0 after a clean shutdown, 1 when the broker failed."""
         keys = keys_for(self.router, key_file=self.key_file, insecure=not self.secure)
         broker = Broker(BrokerConfig(
             frontend=self._endpoint(self.port), backend=self._endpoint(self.backend_port),
@@ -123,7 +123,8 @@ class AsyncServer:
             except BaseException:
                 supervisor.terminate()
                 raise
-        thread = threading.Thread(target=_run_broker, args=(broker, supervisor), name="fluxon-broker")
+        failures: list[BaseException] = []
+        thread = threading.Thread(target=_run_broker, args=(broker, supervisor, failures), name="fluxon-broker")
         thread.start()
         self._maybe_attach_console(broker, keys)
         try:
@@ -131,6 +132,9 @@ class AsyncServer:
         finally:
             broker.stop()
             thread.join()
+        if failures:
+            log.error("server stopped: the broker failed (%s)", type(failures[0]).__name__)
+            return 1
         log.info("server stopped")
         return 0
 
@@ -170,10 +174,12 @@ def _script_name() -> str:
     return f"{os.path.basename(sys.argv[0]) or '__main__'}:router"
 
 
-def _run_broker(broker: Broker, supervisor: Supervisor | Reloader) -> None:
+def _run_broker(broker: Broker, supervisor: Supervisor | Reloader, failures: list[BaseException]) -> None:
+    """Run the broker; a failure is recorded in ``failures`` (``serve`` then returns 1, not 0)."""
     try:
         broker.run()
-    except Exception:
+    except BaseException as exc:  # noqa: BLE001 - whatever stopped it, the server must not exit 0
+        failures.append(exc)
         log.exception("the broker failed")
     finally:
         supervisor.stop()  # a broker that stops for any reason takes the workers with it

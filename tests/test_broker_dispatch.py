@@ -52,7 +52,7 @@ def test_large_payload_and_reply_pass_through_unchanged(procs, zctx) -> None:
 
 
 def test_past_the_queue_bound_the_client_gets_overloaded_at_once(procs, zctx) -> None:
-    broker = start_broker(procs, "--max-queue", "2")
+    broker = start_broker(procs, "--max-queue", "2", "--queue-share", "1")  # one client: no share bound
     client = FakeClient(zctx, broker.frontend)
     for request_id in (1, 2, 3):
         client.request(request_id)

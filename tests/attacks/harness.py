@@ -247,8 +247,13 @@ class AttackCluster:
 
 @contextmanager
 def raw_client_socket(cluster: AttackCluster, pair: CurveKeyPair | None = None) -> Iterator[zmq.Socket]:
-    """A CURVE DEALER connected to the frontend, for attacks the client library would not send."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    """A CURVE DEALER connected to the frontend, for attacks the client library would not send.
+
+    It has a context (an I/O thread) of its own, so a big attack does not queue up in front of
+    the innocent client's messages inside the test process.
+    """
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
     sock.linger = 0
     try:
         configure_curve_client(sock, cluster.keys.broker.public, pair or generate_client_keypair())
@@ -256,6 +261,7 @@ def raw_client_socket(cluster: AttackCluster, pair: CurveKeyPair | None = None) 
         yield sock
     finally:
         sock.close(0)
+        context.term()
 
 
 def make_attack_cluster(procs: ProcessGroup, root: Path, *broker_args: str, workers: int = 1,
