@@ -14,7 +14,7 @@ from test_broker_support import FakeClient, FakeWorker, zctx  # noqa: F401
 
 
 def test_exports_match_all() -> None:
-    assert sorted(fluxon.broker.__all__) == ["Broker", "BrokerConfig", "send_control_command"]
+    assert sorted(fluxon.broker.__all__) == ["Broker", "BrokerConfig", "BrokerLimits", "send_control_command"]
     for name in fluxon.broker.__all__:
         assert getattr(fluxon.broker, name).__module__.startswith("fluxon.broker")
 
