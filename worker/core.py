@@ -425,9 +425,10 @@ def _failed(outcome: Outcome, request_id: int, route: str) -> Outcome:
     try:
         body = json.loads(outcome.body)
         body.setdefault("details", {})["request_id"] = request_id
-    except (ValueError, AttributeError, TypeError):
+        encoded = json.dumps(body, default=str).encode()
+    except (ValueError, AttributeError, TypeError, RecursionError):  # e.g. a hostile, deep detail: as it is
         return outcome
     log.debug("request %d %r answered %s", request_id, route, body.get("code"),
              extra={"request_id": request_id, "route": route, "worker": os.getpid(),
                     "outcome": body.get("code")})
-    return outcome._replace(body=json.dumps(body, default=str).encode())
+    return outcome._replace(body=encoded)
