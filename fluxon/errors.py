@@ -23,7 +23,11 @@ pickled exception. The client looks the code up and re-raises the same class.
     │   ├── Timeout                  no reply within the timeout
     │   └── ProtocolError            a message that does not follow the protocol
     ├── DatabaseError                the ORM
-    │   ├── IntegrityError           a constraint was violated
+    │   ├── IntegrityError           a constraint was violated (details: table, fields)
+    │   │   ├── UniqueViolation      a UNIQUE constraint or primary key
+    │   │   ├── ForeignKeyViolation  a missing parent, or a refused delete (PROTECT)
+    │   │   ├── NotNullViolation     a NOT NULL column without a value
+    │   │   └── CheckViolation       a CHECK constraint
     │   ├── DoesNotExist             get-one found no row
     │   ├── MultipleObjectsReturned  get-one found more than one row
     │   └── SchemaError              snapshots and migrations
@@ -58,6 +62,10 @@ __all__ = [
     "ProtocolError",
     "DatabaseError",
     "IntegrityError",
+    "UniqueViolation",
+    "ForeignKeyViolation",
+    "NotNullViolation",
+    "CheckViolation",
     "DoesNotExist",
     "MultipleObjectsReturned",
     "SchemaError",
@@ -127,6 +135,17 @@ class BadRequest(RequestError):
 class ValidationError(BadRequest):
     """A value or a key does not fit the model it is meant for."""
     code = "validation_error"
+
+    @property
+    def errors(self) -> dict[str, list[str]]:
+        """Field name -> messages: every invalid field of a row (``full_clean``), or the one
+        field this error names. Kept in ``details["errors"]`` so it crosses the wire as data."""
+        errors = self.details.get("errors")
+        if isinstance(errors, dict):
+            return {str(k): [str(m) for m in v] if isinstance(v, list) else [str(v)]
+                    for k, v in errors.items()}
+        field = self.details.get("field")
+        return {str(field): [self.message]} if field is not None else {"__all__": [self.message]}
 
 
 class RouteNotFound(RequestError):
@@ -212,6 +231,37 @@ class DatabaseError(FluxonError):
 class IntegrityError(DatabaseError):
     """A database constraint (unique, not null, foreign key, check) was violated."""
     code = "integrity_error"
+
+    @property
+    def table(self) -> str | None:
+        """The table whose constraint failed (for a refused delete: the referencing table)."""
+        table = self.details.get("table")
+        return str(table) if table is not None else None
+
+    @property
+    def fields(self) -> list[str]:
+        """The columns the constraint covers, as far as the database says."""
+        return [str(f) for f in self.details.get("fields") or []]
+
+
+class UniqueViolation(IntegrityError):
+    """A row would duplicate a UNIQUE column (or columns) or a primary key."""
+    code = "unique_violation"
+
+
+class ForeignKeyViolation(IntegrityError):
+    """A foreign key points at a missing row, or a delete is refused by PROTECT/RESTRICT."""
+    code = "foreign_key_violation"
+
+
+class NotNullViolation(IntegrityError):
+    """A NOT NULL column was given no value."""
+    code = "not_null_violation"
+
+
+class CheckViolation(IntegrityError):
+    """A value breaks a CHECK constraint."""
+    code = "check_violation"
 
 
 class DoesNotExist(DatabaseError):

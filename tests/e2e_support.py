@@ -41,9 +41,9 @@ class Cluster:
         self.procs.wait_log(self.broker, "broker ready")
         return self.broker
 
-    def start_worker(self, *extra: str, wait: bool = True) -> subprocess.Popen:
+    def start_worker(self, *extra: str, wait: bool = True, app: str = APP) -> subprocess.Popen:
         proc = self.procs.start(
-            fluxon_argv("worker", APP, "--connect", self.backend, "--heartbeat-interval-s", HEARTBEAT,
+            fluxon_argv("worker", app, "--connect", self.backend, "--heartbeat-interval-s", HEARTBEAT,
                         *self.key_args, *extra),
             cwd=REPO_ROOT, name="worker")
         if wait:

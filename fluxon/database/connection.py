@@ -16,7 +16,8 @@ import weakref
 from contextlib import ContextDecorator
 from typing import Any
 
-from fluxon.errors import DatabaseError, IntegrityError
+from fluxon.database.violations import integrity_error
+from fluxon.errors import DatabaseError
 
 __all__ = ["ConnectionManager", "Atomic", "translate_error", "open_connection"]
 
@@ -26,14 +27,19 @@ _MANAGERS: "weakref.WeakSet[ConnectionManager]" = weakref.WeakSet()
 _INHERITED: list[sqlite3.Connection] = []   # connections of the parent after fork: never used, never closed
 
 
-def translate_error(exc: sqlite3.Error) -> DatabaseError:
-    """The Fluxon error for a sqlite3 error (raise it ``from exc`` to keep the original)."""
-    details = {"sqlite_error": type(exc).__name__}
+def translate_error(exc: sqlite3.Error, *, conn: sqlite3.Connection | None = None,
+                    sql: str | None = None, params: Any = None) -> DatabaseError:
+    """The Fluxon error for a sqlite3 error (raise it ``from exc`` to keep the original).
+
+    Constraint failures become the ``IntegrityError`` subclass naming table and fields;
+    given the connection and statement, a foreign-key failure is looked up to name them.
+    """
+    details: dict[str, Any] = {"sqlite_error": type(exc).__name__}
     code = getattr(exc, "sqlite_errorname", None)
     if code:
         details["sqlite_code"] = code
     if isinstance(exc, sqlite3.IntegrityError):
-        return IntegrityError(str(exc), details=details)
+        return integrity_error(exc, details, conn=conn, sql=sql, params=params)
     return DatabaseError(str(exc), details=details)
 
 

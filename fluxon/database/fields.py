@@ -13,7 +13,7 @@ import decimal
 import itertools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fluxon.database.expressions import Context, _Column, quote
@@ -36,11 +36,12 @@ class Field(_Column):
     sql_type = "TEXT"
     python_value: Callable[[Any], Any] | None = None
     is_relation = False
+    default_validators: tuple[Callable[[Any], None], ...] = ()
 
     def __init__(self, *, primary_key: bool = False, unique: bool = False, null: bool = False,
                  default: Any = NO_DEFAULT, index: bool = False, choices: Any = None,
                  column_name: str | None = None, renamed_from: str | None = None,
-                 help_text: str = "") -> None:
+                 help_text: str = "", validators: Iterable[Callable[[Any], None]] = ()) -> None:
         self.primary_key = primary_key
         self.unique = unique
         self.null = null
@@ -50,6 +51,9 @@ class Field(_Column):
         self.column_name = column_name
         self.renamed_from = renamed_from
         self.help_text = help_text
+        self.validators = tuple(self.default_validators) + tuple(validators)
+        if not all(callable(v) for v in self.validators):
+            raise ConfigurationError("validators= takes callables that raise ValidationError")
         self.auto_now = False
         self.auto_now_add = False
         self.name: str = ""
@@ -115,7 +119,7 @@ class Field(_Column):
     def fail(self, value: Any, why: str) -> ValidationError:
         owner = self.model.__name__ if self.model else "?"
         return ValidationError(f"{owner}.{self.name}: {why} (got {type(value).__name__})",
-                               details={"field": self.name, "model": owner})
+                               details={"field": self.name, "model": owner, "reason": why})
 
     def db_value(self, value: Any) -> Any:
         """Validate ``value`` and return the form stored in SQLite."""
@@ -126,7 +130,28 @@ class Field(_Column):
         stored = self.to_storage(value)
         if self.choices is not None and value not in self.choices:
             raise self.fail(value, f"{value!r} is not one of the allowed choices")
+        if self.validators and value != "":
+            self.run_validators(self._validated_form(value, stored))
         return stored
+
+    def _validated_form(self, value: Any, stored: Any) -> Any:
+        # Validators see the Python value (a Decimal, a date), not its stored text.
+        return stored if self.python_value is None else self.python_value(stored)
+
+    def run_validators(self, value: Any) -> None:
+        """Run every validator on ``value``; one ValidationError lists all their messages."""
+        messages = []
+        for validator in self.validators:
+            try:
+                validator(value)
+            except ValidationError as exc:
+                messages.extend(exc.errors.get("__all__", [exc.message]))
+            except (ValueError, TypeError) as exc:
+                messages.append(str(exc) or type(exc).__name__)
+        if messages:
+            error = self.fail(value, "; ".join(messages))
+            error.details["errors"] = {self.name: messages}
+            raise error
 
     def to_storage(self, value: Any) -> Any:
         """Type conversion only (no null/choices checks); overridden per field type."""
@@ -139,7 +164,7 @@ class Field(_Column):
         """``db_value``, with a shortcut for values already in their stored type."""
         db_value = self.db_value
         plain = self.stored_as_is
-        if plain is None or self.choices is not None:
+        if plain is None or self.choices is not None or self.validators:
             return db_value
         limit = getattr(self, "max_length", None)
         if plain is str and limit is not None:
@@ -152,11 +177,9 @@ class Field(_Column):
         return convert
 
     def _convert_value(self, value: Any) -> Any:
-        # Values compared with this column in a WHERE: convert, but do not enforce lengths.
-        try:
-            return self._lenient(value)
-        except ValidationError:
-            return value
+        # Values compared with this column in a WHERE: converted without enforcing lengths,
+        # and a value of the wrong type (``age == "abc"``) raises instead of matching nothing.
+        return self._lenient(value)
 
     def _lenient(self, value: Any) -> Any:
         return self.to_storage(value)
@@ -379,6 +402,9 @@ class PasswordField(CharField):
     def _lenient(self, value: Any) -> Any:
         return value
 
+    def _validated_form(self, value: Any, stored: Any) -> Any:
+        return value   # the password as given, before hashing
+
 
 class _TemporalField(Field):
     _type: type = _dt.date
@@ -479,3 +505,4 @@ class UUIDField(Field):
 
     def python_value(self, value: Any) -> Any:  # type: ignore[override]
         return None if value is None else uuid.UUID(value)
+

@@ -127,8 +127,12 @@ class Database:
 
     # -- writing -------------------------------------------------------------------------
     def insert(self, model: Any, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
-        """Insert one row (keys: fields or field names); returns its primary key."""
-        return self._insert(_model_of(model), values if data is None else data)
+        """Insert one row (keys: fields or field names); returns its primary key.
+
+        Keyword arguments are fields too (merged with ``data``): one that is not a field of
+        the model raises ValidationError rather than being dropped.
+        """
+        return self._insert(_model_of(model), _merged(data, values))
 
     def _insert(self, model: type[Model], data: Mapping[Any, Any]) -> Any:
         meta = model._meta
@@ -155,7 +159,8 @@ class Database:
         if pk_position is None:
             return self._insert_returning_key(sql, params, meta.pk)
         self._write(sql, params)
-        return params[pk_position]
+        key, to_python = params[pk_position], meta.pk.python_value
+        return key if to_python is None or key is None else to_python(key)
 
     def _insert_returning_key(self, sql: str, params: list, pk: Any) -> Any:
         raise NotImplementedError
@@ -281,10 +286,11 @@ class SqliteDatabase(Database):
         return self._connections.get().in_transaction
 
     def _read(self, sql: str, params: Any) -> list:
+        conn = self._connections.get()
         try:
-            return self._connections.get().execute(sql, params).fetchall()
+            return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise translate_error(exc) from exc
+            raise translate_error(exc, conn=conn, sql=sql, params=params) from exc
 
     def stream(self, sql: str, params: Iterable[Any] = (), *, batch_size: int = 2000) -> Iterator[tuple]:
         """Rows of a SELECT from an open cursor, fetched ``batch_size`` at a time."""
@@ -319,10 +325,21 @@ class SqliteDatabase(Database):
                 raise
             return cursor
         except sqlite3.Error as exc:
-            raise translate_error(exc) from exc
+            raise translate_error(exc, conn=conn, sql=sql, params=params) from exc
 
     def _insert_returning_key(self, sql: str, params: list, pk: Any) -> Any:
         return self._write(sql, params).lastrowid
+
+
+def _merged(data: Mapping[Any, Any] | None, values: dict[str, Any]) -> Mapping[Any, Any]:
+    """``insert(data, **values)``: both are fields of the row (never silently dropped)."""
+    if data is None:
+        return values
+    if not values:
+        return data
+    if not isinstance(data, Mapping):
+        raise ValidationError(f"insert takes a dict of field values, not {type(data).__name__}")
+    return {**data, **values}
 
 
 def _model_of(model: Any) -> type[Model]:
@@ -358,7 +375,7 @@ class BoundModel:
         return f"<BoundModel {self.model.__name__} on {self.db.display_name!r}>"
 
     def insert(self, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
-        return self.db._insert(self.model, data if data is not None else values)
+        return self.db._insert(self.model, _merged(data, values))
 
     def insert_many(self, rows: Iterable[Mapping[Any, Any]]) -> int:
         return self.db.insert_many(self.model, rows)

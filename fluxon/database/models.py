@@ -14,7 +14,7 @@ import itertools
 import logging
 import sys
 from collections.abc import Iterable, Mapping
-from types import ModuleType
+from types import MethodType
 from typing import Any
 
 from fluxon.database.aliases import ModelAlias, model_alias
@@ -27,7 +27,13 @@ from fluxon.database.relations import (
     CASCADE, NO_ACTION, PROTECT, RESTRICT, SET_DEFAULT, SET_NULL, ForeignKey, ManyToManyField,
     ManyToManyManager, OneToOneField, ReverseAccessor, add_reverse_accessors, bound_database,
 )
+from fluxon.database.cleaning import full_clean, validate_data
 from fluxon.database.rows import Row, rebuild_row
+from fluxon.database.validators import (
+    MaxLengthValidator, MaxValueValidator, MinLengthValidator, MinValueValidator, RegexValidator,
+    validate_email, validate_slug, validate_url,
+)
+from fluxon.database.web_fields import EmailField, SlugField, URLField
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = [
@@ -36,6 +42,9 @@ __all__ = [
     "Field", "AutoField", "CharField", "TextField", "IntegerField", "BigIntegerField",
     "PositiveIntegerField", "FloatField", "DecimalField", "BooleanField", "DateField",
     "TimeField", "DateTimeField", "BinaryField", "JSONField", "UUIDField", "PasswordField",
+    "EmailField", "URLField", "SlugField",
+    "MinValueValidator", "MaxValueValidator", "MinLengthValidator", "MaxLengthValidator",
+    "RegexValidator", "validate_email", "validate_url", "validate_slug",
     "ForeignKey", "OneToOneField", "ManyToManyField",
     "CASCADE", "PROTECT", "SET_NULL", "SET_DEFAULT", "RESTRICT", "NO_ACTION",
 ]
@@ -364,6 +373,8 @@ class Model(metaclass=ModelBase):
         return f"<{type(self).__name__} {self.pk!r}>"
 
     def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True   # an unsaved instance (no pk yet) is still equal to itself
         return (type(other) is type(self) and self.pk is not None
                 and self.pk == other.pk)  # type: ignore[attr-defined]
 
@@ -380,9 +391,16 @@ class Model(metaclass=ModelBase):
         return db._save(self)
 
     def delete_instance(self) -> int:
-        """Delete this row; foreign keys' on_delete rules apply."""
+        """Delete this row (``obj.delete()`` is the same); foreign keys' on_delete rules apply."""
         meta = self._meta
+        if self.pk is None:
+            raise ConfigurationError(f"this {type(self).__name__} is not saved: it has no "
+                                     f"{meta.pk.name} to delete by")
         return bound_database(type(self)).delete(type(self), meta.pk == self.pk)
+
+    def full_clean(self) -> None:
+        """Validate every field of this instance; one ValidationError (``.errors``) lists all."""
+        full_clean(self)
 
     def refresh(self) -> "Model":
         """Reload the row from the database into this instance."""
@@ -413,8 +431,17 @@ class Model(metaclass=ModelBase):
     # -- class-level API (runs on the bound database) ------------------------------------
     @classmethod
     def insert(cls, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
-        """Insert one row from a dict (keys: fields or field names); returns its primary key."""
-        return bound_database(cls)._insert(cls, data if data is not None else values)
+        """Insert one row from a dict (keys: fields or field names); returns its primary key.
+
+        Keyword arguments are fields too; one that is not (``hits=5``) is a ValidationError.
+        """
+        return bound_database(cls).insert(cls, data, **values)
+
+    @classmethod
+    def validate(cls, data: Mapping[Any, Any]) -> dict[str, Any]:
+        """Check a dict meant for ``insert`` (unknown keys, bad values, missing required
+        fields) and report all problems in one ValidationError; returns it keyed by name."""
+        return validate_data(cls, data)
 
     @classmethod
     def insert_many(cls, rows: Iterable[Mapping[Any, Any]]) -> int:
@@ -435,8 +462,7 @@ class Model(metaclass=ModelBase):
         """Update matching rows; returns how many changed. No where needs ``all=True``."""
         return bound_database(cls).update(cls, data, where, all=all)
 
-    @classmethod
-    def delete(cls, *args: Any, all: bool = False) -> int:
+    def _delete_rows(cls, *args: Any, all: bool = False) -> int:  # noqa: A002 - the original keyword
         """Delete matching rows; returns how many. No where needs ``all=True``."""
         return bound_database(cls).delete(cls, *args, all=all)
 
@@ -469,6 +495,23 @@ class Model(metaclass=ModelBase):
         return bound_database(cls).exists(cls, where)
 
 
+class _ClassOrInstance:
+    """``User.delete(where)`` deletes matching rows; ``user.delete()`` deletes that row."""
+
+    def __init__(self, on_class: Any, on_instance: Any) -> None:
+        self.on_class, self.on_instance = on_class, on_instance
+        self.__doc__ = on_class.__doc__
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return MethodType(self.on_class, owner)
+        return MethodType(self.on_instance, instance)
+
+
+Model.delete = _ClassOrInstance(Model.__dict__["_delete_rows"], Model.delete_instance)  # type: ignore[assignment]
+del Model._delete_rows
+
+
 class AuthorizedUser(Model):
     """A model the session layer can log in as; its ``password`` only ever holds scrypt hashes."""
 
@@ -488,58 +531,4 @@ class AuthorizedUser(Model):
         return verify_password(raw_password, self.__dict__.get("password"))
 
 
-def collect_models(obj: Any) -> list[type[Model]]:
-    """Concrete models in ``obj`` (a module or an iterable of models), in dependency order.
-
-    Automatic many-to-many join models are included, right after the models they link.
-    """
-    _resolve_pending(final=True)
-    if isinstance(obj, ModuleType):
-        found = [v for v in vars(obj).values()
-                 if isinstance(v, type) and issubclass(v, Model) and v is not Model]
-    elif isinstance(obj, type) and issubclass(obj, Model):
-        found = [obj]
-    else:
-        found = list(obj)
-    models: list[type[Model]] = []
-    for model in found:
-        if not (isinstance(model, type) and issubclass(model, Model)):
-            raise ConfigurationError(f"collect_models: {model!r} is not a model class")
-        if model._meta.abstract or model in models:
-            continue
-        models.append(model)
-    for model in list(models):
-        for m2m in model._meta.many_to_many:
-            through = m2m.through_model
-            if through is None:
-                raise ConfigurationError(f"{m2m!r}: {m2m.through or m2m.to_table!r} is not defined")
-            if through not in models:
-                models.append(through)
-    for model in models:
-        for field in model._meta.fields:
-            if isinstance(field, ForeignKey) and field.rel_model is None:
-                raise ConfigurationError(f"{field!r} refers to {field.to_table!r}, "
-                                         "which is not defined")
-    models.sort(key=lambda m: m._meta.creation_order)
-    return _dependency_order(models)
-
-
-def _dependency_order(models: list[type[Model]]) -> list[type[Model]]:
-    ordered: list[type[Model]] = []
-    visiting: set[type[Model]] = set()
-    present = set(models)
-
-    def visit(model: type[Model]) -> None:
-        if model in ordered or model in visiting:
-            return  # already placed, or a cycle (SQLite accepts forward references)
-        visiting.add(model)
-        for field in model._meta.fields:
-            target = getattr(field, "rel_model", None)
-            if isinstance(field, ForeignKey) and target in present and target is not model:
-                visit(target)
-        visiting.discard(model)
-        ordered.append(model)
-
-    for model in models:
-        visit(model)
-    return ordered
+from fluxon.database.collect import collect_models  # noqa: E402 - it needs Model defined

@@ -74,7 +74,9 @@ def insert_plan(meta: Any, keys: tuple) -> tuple:
                + ", ".join("?" * len(columns)) + ")")
     else:
         sql = f"INSERT INTO {table} DEFAULT VALUES"
-    pk_position = next((i for i, f in enumerate(fields) if f is meta.pk), None)
+    # where the primary key's value is among the parameters (given, or a default such as uuid4)
+    pk_position = next((i for i, f in enumerate(fields + dynamic_fields + static_fields)
+                        if f is meta.pk), None)
     converters = tuple(f.converter() for f in fields)
     return sql, converters, tuple(dynamic), tuple(static), pk_position
 

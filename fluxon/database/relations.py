@@ -51,8 +51,10 @@ class ForeignKey(Field):
                                      f"SET_DEFAULT, RESTRICT, NO_ACTION, not {on_delete!r}")
         if on_delete == SET_NULL and not self.null:
             raise ConfigurationError("on_delete=SET_NULL needs null=True on the ForeignKey")
-        if on_delete == SET_DEFAULT and self.default is NO_DEFAULT:
-            raise ConfigurationError("on_delete=SET_DEFAULT needs a default on the ForeignKey")
+        if on_delete == SET_DEFAULT and (self.default is NO_DEFAULT or callable(self.default)):
+            # SQLite applies the column's DEFAULT, which a callable cannot be
+            raise ConfigurationError("on_delete=SET_DEFAULT needs a constant default on the "
+                                     "ForeignKey (SQLite cannot call a function on delete)")
         self.to_table = to_table
         self.on_delete = on_delete
         self.related_name = related_name

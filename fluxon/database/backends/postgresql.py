@@ -14,12 +14,21 @@ psycopg's ``%s`` (and doubles a literal ``%``) outside quoted strings and identi
 from __future__ import annotations
 
 import decimal
+import re
 import threading
 from typing import Any
 
 from fluxon.database.backends.base import Backend, Features
 from fluxon.database.fields import AutoField, Field
-from fluxon.errors import DatabaseError, IntegrityError
+from fluxon.errors import (
+    CheckViolation, DatabaseError, ForeignKeyViolation, IntegrityError, NotNullViolation,
+    UniqueViolation,
+)
+
+_VIOLATIONS = {"23505": UniqueViolation, "23503": ForeignKeyViolation, "23502": NotNullViolation,
+               "23514": CheckViolation}
+_KEY_RE = re.compile(r"^Key \(([^)]*)\)=")
+_REFERENCED_RE = re.compile(r'is still referenced from table "((?:[^"]|"")+)"')
 
 __all__ = ["PostgresBackend", "register_loaders"]
 
@@ -114,8 +123,25 @@ class PostgresBackend(Backend):
             details["constraint"] = constraint
         message = str(exc).strip() or type(exc).__name__
         if sqlstate and sqlstate.startswith(_INTEGRITY_CLASS):
-            return IntegrityError(message, details=details)
+            kind = _VIOLATIONS.get(sqlstate, IntegrityError)
+            details.update(_violation_names(diag))
+            return kind(message, details=details)
         return DatabaseError(message, details=details)
+
+
+def _violation_names(diag: Any) -> dict[str, Any]:
+    """Table and fields of a constraint failure, as the SQLite translation names them."""
+    if diag is None:
+        return {}
+    table = getattr(diag, "table_name", None)
+    column = getattr(diag, "column_name", None)
+    detail = getattr(diag, "message_detail", None) or ""
+    key = _KEY_RE.search(detail)
+    fields = [column] if column else [f.strip().strip('"') for f in key.group(1).split(",")] if key else []
+    referenced = _REFERENCED_RE.search(detail)
+    if referenced:   # a refused delete: name the referencing table, as on SQLite
+        return {"table": referenced.group(1), "fields": [], "referenced_table": table}
+    return {"table": table, "fields": fields}
 
 
 def _placeholders(sql: str) -> str:
