@@ -4,7 +4,8 @@ Every contender gets its own database file in a temporary folder, with WAL,
 synchronous=NORMAL and foreign keys on. Two workloads:
 
 * single-row INSERTs inside one transaction (the ORM's per-row overhead);
-* reading N rows back (raw sqlite3 as dicts, the ORMs as model instances).
+* reading N rows back (raw sqlite3 as dicts, the ORMs as model instances);
+* ``insert_many`` of ``--bulk-rows`` rows against raw ``executemany`` (Fluxon only).
 
 Run: ``python bench/bench_orm.py [--rows 20000] [--repeat 3]`` (peewee and Django are the
 ``bench`` extra: ``pip install -e '.[bench]'``; a missing one is skipped).
@@ -50,13 +51,38 @@ def run_rounds(contenders: dict[str, Workloads], n: int, repeat: int) -> dict[st
     return best
 
 
-def bench_raw(folder: Path, n: int) -> Workloads:
-    conn = sqlite3.connect(folder / "raw.sqlite3", isolation_level=None)
+def _raw_table(path: Path, table: str) -> sqlite3.Connection:
+    """A raw connection with the benchmark's pragmas and its item table."""
+    conn = sqlite3.connect(path, isolation_level=None)
     for pragma in PRAGMAS:
         conn.execute(pragma)
-    conn.execute('CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
+    conn.execute(f'CREATE TABLE "{table}" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
                  '"name" VARCHAR(100) NOT NULL, "qty" INTEGER NOT NULL, "price" REAL NOT NULL, '
                  '"note" TEXT)')
+    return conn
+
+
+def _fluxon_items(path: Path, table: str) -> tuple:
+    """``(db, Item)``: the same table as a Fluxon model, created."""
+    from fluxon.database import models as m
+    from fluxon.database.manipulation import SqliteDatabase
+
+    class Item(m.Model):
+        name = m.CharField(max_length=100)
+        qty = m.IntegerField()
+        price = m.FloatField()
+        note = m.TextField(null=True)
+
+        class Meta:
+            table_name = table
+
+    db = SqliteDatabase(path, models=[Item])
+    db.create_tables()
+    return db, Item
+
+
+def bench_raw(folder: Path, n: int) -> Workloads:
+    conn = _raw_table(folder / "raw.sqlite3", "item")
     rows = [_row(i) for i in range(n)]
 
     def clear() -> None:
@@ -78,20 +104,7 @@ def bench_raw(folder: Path, n: int) -> Workloads:
 
 
 def bench_fluxon(folder: Path, n: int) -> Workloads:
-    from fluxon.database import models as m
-    from fluxon.database.manipulation import SqliteDatabase
-
-    class Item(m.Model):
-        name = m.CharField(max_length=100)
-        qty = m.IntegerField()
-        price = m.FloatField()
-        note = m.TextField(null=True)
-
-        class Meta:
-            table_name = "item"
-
-    db = SqliteDatabase(folder / "fluxon.sqlite3", models=[Item])
-    db.create_tables()
+    db, Item = _fluxon_items(folder / "fluxon.sqlite3", "item")
     rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
 
     def clear() -> None:
@@ -171,11 +184,54 @@ def bench_django(folder: Path, n: int) -> Workloads:
             "read": lambda: list(Item.objects.all())}
 
 
+def bench_insert_many(folder: Path, n: int, repeat: int) -> dict[str, float]:
+    """Median rows/s of ``insert_many`` (with and without ``returning``) and of raw
+    ``executemany`` for ``n`` rows in one transaction, rounds interleaved."""
+    import statistics
+
+    conn = _raw_table(folder / "raw_bulk.sqlite3", "bulk_item")
+    db, BulkItem = _fluxon_items(folder / "fluxon_bulk.sqlite3", "bulk_item")
+    tuples = [_row(i) for i in range(n)]
+    dicts = [dict(zip(("name", "qty", "price", "note"), row)) for row in tuples]
+
+    def raw() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany('INSERT INTO "bulk_item" ("name", "qty", "price", "note") '
+                         'VALUES (?, ?, ?, ?)', tuples)
+        conn.execute("COMMIT")
+
+    runs: dict[str, list[float]] = {"raw executemany": [], "insert_many": [],
+                                    "insert_many(returning=True)": []}
+    work = {"raw executemany": raw, "insert_many": lambda: BulkItem.insert_many(dicts),
+            "insert_many(returning=True)": lambda: BulkItem.insert_many(dicts, returning=True)}
+    for _ in range(repeat):
+        for name, run in work.items():
+            conn.execute('DELETE FROM "bulk_item"')
+            BulkItem.delete(all=True)
+            runs[name].append(n / _timed(run))
+    db.close_all()
+    conn.close()
+    return {name: statistics.median(rates) for name, rates in runs.items()}
+
+
+def report_insert_many(n: int, repeat: int) -> None:
+    """Print the ``insert_many`` figures beside raw ``executemany``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rates = bench_insert_many(Path(tmp), n, repeat)
+    raw = rates["raw executemany"]
+    print(f"\n{n} rows in one transaction, median of {repeat} interleaved rounds")
+    print(f"{'':30}{'rows/s':>12}{'ratio':>8}")
+    for name, rate in rates.items():
+        print(f"{name:30}{rate:12,.0f}{rate / raw:8.1%}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=["peewee", "django"])
+    parser.add_argument("--bulk-rows", type=int, default=100_000,
+                        help="rows for the insert_many workload (0 skips it)")
     args = parser.parse_args(argv)
     workloads: dict[str, Workloads] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, rates in results.items():
         print(f"{name:14}{rates['insert']:12,.0f}{rates['insert'] / raw['insert']:8.1%}"
               f"{rates['read']:14,.0f}{rates['read'] / raw['read']:8.1%}")
+    if args.bulk_rows:
+        report_insert_many(args.bulk_rows, args.repeat)
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from fluxon.database.expressions import Context, _Column, quote
 from fluxon.database.passwords import hash_password, is_password_hash
+from fluxon.database.utc import as_utc
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = [
@@ -193,6 +194,12 @@ class Field(_Column):
     def ddl_check(self) -> str | None:
         """An optional CHECK constraint on this column (without the CHECK keyword)."""
         return None
+
+
+def python_key(pk: Field, key: Any) -> Any:
+    """A primary key's stored value in its Python type (what ``insert`` returns)."""
+    to_python = pk.python_value
+    return key if to_python is None or key is None else to_python(key)
 
 
 class IntegerField(Field):
@@ -426,7 +433,10 @@ class _TemporalField(Field):
         if not isinstance(value, self._type) or (self._type is _dt.date
                                                   and isinstance(value, _dt.datetime)):
             raise self.fail(value, f"expects a {self._type.__name__}")
-        return value.isoformat()
+        return self._normalize(value).isoformat()
+
+    def _normalize(self, value: Any) -> Any:
+        return value
 
     def python_value(self, value: Any) -> Any:  # type: ignore[override]
         return None if value is None else self._type.fromisoformat(value)
@@ -449,13 +459,21 @@ class TimeField(_TemporalField):
 
 
 class DateTimeField(_TemporalField):
-    """Datetimes as ISO text; ``auto_now``/``auto_now_add`` use timezone-aware UTC."""
+    """Datetimes as ISO text in UTC (``fluxon.database.utc``): aware values are converted,
+    naive ones are taken as UTC, and values come back aware, so order and comparisons are
+    right across offsets. ``auto_now``/``auto_now_add`` use the current UTC time."""
 
     sql_type = "DATETIME"
     _type = _dt.datetime
 
     def _now(self) -> Any:
         return _dt.datetime.now(_dt.timezone.utc)
+
+    def _normalize(self, value: Any) -> Any:
+        return as_utc(value)
+
+    def python_value(self, value: Any) -> Any:  # type: ignore[override]
+        return None if value is None else as_utc(_dt.datetime.fromisoformat(value))
 
 
 class BinaryField(Field):

@@ -14,6 +14,8 @@ SQLite each thread (and each process) gets its own connection and writes outside
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,11 +26,12 @@ from fluxon.database.backends.sqlite import SQLITE
 from fluxon.database.connection import Atomic, ConnectionManager, translate_error
 from fluxon.database.ddl import schema_statements
 from fluxon.database.expressions import Where, where
-from fluxon.database.fields import PasswordField
+from fluxon.database.fields import PasswordField, python_key
 from fluxon.database.models import Model, collect_models, model_by_name
 from fluxon.database.query import (
     Select, check_count, delete_statement, insert_plan, rows_from_iterable, update_statement,
 )
+from fluxon.database.upsert import get_or_create, update_or_create, upsert
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = ["Database", "SqliteDatabase", "PostgresDatabase", "BoundModel", "where", "Where"]
@@ -135,6 +138,19 @@ class Database:
         return self._insert(_model_of(model), _merged(data, values))
 
     def _insert(self, model: type[Model], data: Mapping[Any, Any]) -> Any:
+        plan, params = self._insert_params(model, data)
+        pk_position = plan[4]
+        if pk_position is None:
+            return self._insert_returning_key(plan[0], params, model._meta.pk)
+        self._write(plan[0], params)
+        return python_key(model._meta.pk, params[pk_position])
+
+    def _insert_params(self, model: type[Model], data: Mapping[Any, Any]) -> tuple[tuple, list]:
+        """The compiled INSERT for the keys of ``data`` (cached per model) and its parameters."""
+        plan = self._insert_plan(model, data)
+        return plan, _row_params(plan, data)
+
+    def _insert_plan(self, model: type[Model], data: Mapping[Any, Any]) -> tuple:
         meta = model._meta
         if type(data) is not dict and not isinstance(data, Mapping):
             raise ValidationError(f"{model.__name__}.insert takes a dict of field values, "
@@ -150,29 +166,46 @@ class Database:
             if len(meta.insert_plans) >= _MAX_PLANS:  # key orders chosen by clients: stay bounded
                 meta.insert_plans.clear()
             meta.insert_plans[keys] = plan
-        sql, converters, dynamic, static, pk_position = plan
-        params = [convert(value) for convert, value in zip(converters, data.values())]
-        if dynamic:
-            params += [make() for make in dynamic]
-        if static:
-            params += static
-        if pk_position is None:
-            return self._insert_returning_key(sql, params, meta.pk)
-        self._write(sql, params)
-        key, to_python = params[pk_position], meta.pk.python_value
-        return key if to_python is None or key is None else to_python(key)
+        return plan
 
     def _insert_returning_key(self, sql: str, params: list, pk: Any) -> Any:
         raise NotImplementedError
 
-    def insert_many(self, model: Any, rows: Iterable[Mapping[Any, Any]]) -> int:
-        """Insert many rows in one transaction; returns how many were inserted."""
+    def insert_many(self, model: Any, rows: Iterable[Mapping[Any, Any]], *,
+                    returning: bool = False) -> Any:
+        """Insert many rows in one transaction; returns how many, or with ``returning`` the
+        list of their primary keys (in order). Runs of rows with the same keys go to the
+        driver as one batch (``executemany``)."""
         model = _model_of(model)
         rows = rows_from_iterable(rows)
         with self.atomic():
-            for row in rows:
-                self._insert(model, row)
+            if returning:
+                return [self._insert(model, row) for row in rows]
+            for _, same_keys in itertools.groupby(rows, key=tuple):
+                group = list(same_keys)
+                plan = self._insert_plan(model, group[0])
+                self._write_many(plan[0], map(functools.partial(_row_params, plan), group))
         return len(rows)
+
+    def _write_many(self, sql: str, batch: Iterable[list]) -> None:
+        """Run one statement for each parameter list (inside a transaction)."""
+        for params in batch:
+            self._write(sql, params)
+
+    def upsert(self, model: Any, data: Mapping[Any, Any], *, conflict: Iterable[Any],
+               update: Iterable[Any] | None = None) -> Any:
+        """Insert ``data`` or update the row it conflicts with; see ``fluxon.database.upsert``."""
+        return upsert(self, _model_of(model), data, conflict, update)
+
+    def get_or_create(self, model: Any, defaults: Mapping[str, Any] | None = None,
+                      **lookup: Any) -> tuple[Any, bool]:
+        """``(row, created)``: the row matching ``lookup``, or a new one (one transaction)."""
+        return get_or_create(self, _model_of(model), defaults, lookup)
+
+    def update_or_create(self, model: Any, defaults: Mapping[str, Any] | None = None,
+                         **lookup: Any) -> tuple[Any, bool]:
+        """``(row, created)``: the row matching ``lookup`` updated with ``defaults``, or a new one."""
+        return update_or_create(self, _model_of(model), defaults, lookup)
 
     bulk_insert = insert_many
 
@@ -310,14 +343,17 @@ class SqliteDatabase(Database):
         finally:
             cursor.close()
 
-    def _write(self, sql: str, params: Any) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Any) -> Any:
         conn = self._connections.get()
         try:
             if conn.in_transaction:
-                return conn.execute(sql, params)
+                cursor = conn.execute(sql, params)
+                return cursor if cursor.description is None else _Fetched(cursor)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 cursor = conn.execute(sql, params)
+                if cursor.description is not None:
+                    cursor = _Fetched(cursor)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -329,6 +365,40 @@ class SqliteDatabase(Database):
 
     def _insert_returning_key(self, sql: str, params: list, pk: Any) -> Any:
         return self._write(sql, params).lastrowid
+
+    def _write_many(self, sql: str, batch: Iterable[list]) -> None:
+        conn = self._connections.get()
+        try:
+            conn.executemany(sql, batch)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, conn=conn, sql=sql) from exc
+
+
+class _Fetched:
+    """A writing statement's result with its rows already read (``INSERT ... RETURNING``).
+
+    SQLite cannot COMMIT while a statement still has rows to give, so they are read first.
+    """
+
+    __slots__ = ("rows", "rowcount", "lastrowid")
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self.rows = cursor.fetchall()
+        self.rowcount, self.lastrowid = cursor.rowcount, cursor.lastrowid
+
+    def fetchall(self) -> list:
+        return self.rows
+
+
+
+def _row_params(plan: tuple, data: Mapping[Any, Any]) -> list:
+    """A row's INSERT parameters: its values converted, then the fields' defaults."""
+    params = [convert(value) for convert, value in zip(plan[1], data.values())]
+    if plan[2]:
+        params += [make() for make in plan[2]]
+    if plan[3]:
+        params += plan[3]
+    return params
 
 
 def _merged(data: Mapping[Any, Any] | None, values: dict[str, Any]) -> Mapping[Any, Any]:
@@ -377,8 +447,18 @@ class BoundModel:
     def insert(self, data: Mapping[Any, Any] | None = None, **values: Any) -> Any:
         return self.db._insert(self.model, _merged(data, values))
 
-    def insert_many(self, rows: Iterable[Mapping[Any, Any]]) -> int:
-        return self.db.insert_many(self.model, rows)
+    def insert_many(self, rows: Iterable[Mapping[Any, Any]], *, returning: bool = False) -> Any:
+        return self.db.insert_many(self.model, rows, returning=returning)
+
+    def upsert(self, data: Mapping[Any, Any], *, conflict: Iterable[Any],
+               update: Iterable[Any] | None = None) -> Any:
+        return self.db.upsert(self.model, data, conflict=conflict, update=update)
+
+    def get_or_create(self, defaults: Mapping[str, Any] | None = None, **lookup: Any) -> tuple[Any, bool]:
+        return self.db.get_or_create(self.model, defaults, **lookup)
+
+    def update_or_create(self, defaults: Mapping[str, Any] | None = None, **lookup: Any) -> tuple[Any, bool]:
+        return self.db.update_or_create(self.model, defaults, **lookup)
 
     def update(self, data: Mapping[Any, Any], where: Any = None, *, all: bool = False) -> int:  # noqa: A002
         return self.db.update(self.model, data, where, all=all)

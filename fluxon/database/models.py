@@ -435,7 +435,9 @@ class Model(metaclass=ModelBase):
 
         Keyword arguments are fields too; one that is not (``hits=5``) is a ValidationError.
         """
-        return bound_database(cls).insert(cls, data, **values)
+        if values or data is None:
+            return bound_database(cls).insert(cls, data, **values)
+        return bound_database(cls)._insert(cls, data)
 
     @classmethod
     def validate(cls, data: Mapping[Any, Any]) -> dict[str, Any]:
@@ -444,9 +446,27 @@ class Model(metaclass=ModelBase):
         return validate_data(cls, data)
 
     @classmethod
-    def insert_many(cls, rows: Iterable[Mapping[Any, Any]]) -> int:
-        """Insert many rows in one transaction; returns how many."""
-        return bound_database(cls).insert_many(cls, rows)
+    def insert_many(cls, rows: Iterable[Mapping[Any, Any]], *, returning: bool = False) -> Any:
+        """Insert many rows in one transaction; returns how many (``returning``: their keys)."""
+        return bound_database(cls).insert_many(cls, rows, returning=returning)
+
+    @classmethod
+    def upsert(cls, data: Mapping[Any, Any], *, conflict: Iterable[Any],
+               update: Iterable[Any] | None = None) -> Any:
+        """Insert, or update the row ``data`` conflicts with on ``conflict``; returns its key."""
+        return bound_database(cls).upsert(cls, data, conflict=conflict, update=update)
+
+    @classmethod
+    def get_or_create(cls, defaults: Mapping[str, Any] | None = None,
+                      **lookup: Any) -> tuple["Model", bool]:
+        """``(row, created)``: the row matching ``lookup``, or a new one (race-safe)."""
+        return bound_database(cls).get_or_create(cls, defaults, **lookup)
+
+    @classmethod
+    def update_or_create(cls, defaults: Mapping[str, Any] | None = None,
+                         **lookup: Any) -> tuple["Model", bool]:
+        """``(row, created)``: the row matching ``lookup`` updated with ``defaults``, or a new one."""
+        return bound_database(cls).update_or_create(cls, defaults, **lookup)
 
     bulk_insert = insert_many
 

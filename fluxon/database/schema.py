@@ -46,6 +46,7 @@ from fluxon.database.diff import Operation, Renames, diff_schemas
 from fluxon.database.expressions import quote
 from fluxon.database.introspect import HISTORY_TABLE, Schema, introspect, load_statements
 from fluxon.database.migrate import execute_plan
+from fluxon.database.utc import normalize_datetimes
 from fluxon.database.models import collect_models
 from fluxon.errors import ConfigurationError, DestructiveMigration, FluxonError, SchemaError
 from fluxon.routing import load_router
@@ -64,6 +65,7 @@ __all__ = [
     "list_router_schemas",
     "plan_router_schema",
     "apply_router_schema",
+    "normalize_database_datetimes",
     "schema_cli",
 ]
 
@@ -437,11 +439,39 @@ def apply_schema(number: int, schema_dir: str | os.PathLike, db_path: str | os.P
             if backup:
                 exc.details.setdefault("backup", backup)
             raise
+        result["normalized_datetimes"] = _normalize_datetimes(conn)
         log.info("database %s migrated to schema %d (%d operations, backup %s)",
                  db_path, number, len(operations), backup)
         result.update(backup=backup, message=(f"migrated to schema {number} ({len(operations)} operations)"
                                               + (f"; backup: {backup}" if backup else "")))
         return result
+
+
+def normalize_database_datetimes(db_path: str | os.PathLike) -> dict[str, Any]:
+    """Rewrite the DATETIME values of the database at ``db_path`` in UTC (``fluxon schema utc``).
+
+    ``apply_schema`` does it after every migration; this is the step for a database that is
+    on its snapshot already.
+    """
+    with _database(db_path, create=False) as conn:
+        changed = _normalize_datetimes(conn)
+    return {"normalized_datetimes": changed,
+            "message": f"rewrote {changed} datetime values in UTC" if changed
+            else "every datetime value is stored in UTC already"}
+
+
+def _normalize_datetimes(conn: sqlite3.Connection) -> int:
+    """Rewrite DATETIME values stored before the UTC rule (``fluxon.database.utc``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        changed = normalize_datetimes(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if changed:
+        log.info("rewrote %d datetime values in UTC", changed)
+    return changed
 
 
 # --------------------------------------------------------------------------- Router conveniences
@@ -543,6 +573,16 @@ def plan_command(number: int, app: str, as_json: bool) -> None:
             f"{len(plan['operations'])} operations" if plan["changed"]
             else f"the database already matches schema {number}")
     _emit(plan, as_json, [head, *_plan_lines(plan)])
+
+
+@schema_cli.command("utc")
+@click.argument("app")
+@_json_option
+def utc_command(app: str, as_json: bool) -> None:
+    """Rewrite APP's datetimes stored with another offset (or none) in UTC; apply does it too."""
+    result = _run(lambda: normalize_database_datetimes(
+        _router_setting(_load_app(app), "database_path")))
+    _emit(result, as_json, [result["message"]])
 
 
 @schema_cli.command("apply")

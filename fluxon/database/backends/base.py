@@ -78,6 +78,18 @@ class Backend:
     def _bytes_literal(self, value: bytes) -> str:
         return "X'" + value.hex() + "'"
 
+    def upsert_clause(self, conflict: list[str], update: list[str]) -> str:
+        """What follows an INSERT to update (or, with no columns, keep) a conflicting row."""
+        target = ", ".join(map(self.quote, conflict))
+        if not update:
+            return f" ON CONFLICT ({target}) DO NOTHING"
+        return f" ON CONFLICT ({target}) DO UPDATE SET " + ", ".join(
+            f"{self.quote(c)} = excluded.{self.quote(c)}" for c in update)
+
+    def returning_clause(self, columns: list[str]) -> str:
+        """``RETURNING`` the given columns of the written rows."""
+        return " RETURNING " + ", ".join(map(self.quote, columns))
+
     def translate_error(self, exc: Exception) -> DatabaseError:
         """The Fluxon error for a driver error (raise it ``from exc``)."""
         from fluxon.database.connection import translate_error
