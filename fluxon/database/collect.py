@@ -19,8 +19,9 @@ def collect_models(obj: Any) -> list[type["Model"]]:
 
     Automatic many-to-many join models are included, right after the models they link.
     """
-    from fluxon.database.models import Model, _resolve_pending   # models re-exports this function
-    _resolve_pending(final=True)
+    from fluxon.database.models import Model   # models re-exports this function
+    from fluxon.database.registry import resolve_pending
+    resolve_pending(final=True)
     if isinstance(obj, ModuleType):
         found = [v for v in vars(obj).values()
                  if isinstance(v, type) and issubclass(v, Model) and v is not Model]

@@ -8,7 +8,6 @@ into its Python type. Fields whose stored form is already the Python value set
 
 from __future__ import annotations
 
-import datetime as _dt
 import decimal
 import itertools
 import json
@@ -18,13 +17,12 @@ from typing import Any
 
 from fluxon.database.expressions import Context, _Column, quote
 from fluxon.database.passwords import hash_password, is_password_hash
-from fluxon.database.utc import as_utc
 from fluxon.errors import ConfigurationError, ValidationError
 
 __all__ = [
     "Field", "AutoField", "CharField", "TextField", "IntegerField", "BigIntegerField",
-    "PositiveIntegerField", "FloatField", "DecimalField", "BooleanField", "DateField",
-    "TimeField", "DateTimeField", "BinaryField", "JSONField", "UUIDField", "PasswordField",
+    "PositiveIntegerField", "FloatField", "DecimalField", "BooleanField", "BinaryField",
+    "JSONField", "UUIDField", "PasswordField", "python_key",
 ]
 
 field_counter = itertools.count()
@@ -411,69 +409,6 @@ class PasswordField(CharField):
 
     def _validated_form(self, value: Any, stored: Any) -> Any:
         return value   # the password as given, before hashing
-
-
-class _TemporalField(Field):
-    _type: type = _dt.date
-
-    def __init__(self, *, auto_now: bool = False, auto_now_add: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.auto_now = auto_now
-        self.auto_now_add = auto_now_add
-
-    def _parse(self, text: str) -> Any:
-        return self._type.fromisoformat(text)
-
-    def to_storage(self, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = self._parse(value)
-            except ValueError:
-                raise self.fail(value, f"{value[:40]!r} is not an ISO {self._type.__name__}") from None
-        if not isinstance(value, self._type) or (self._type is _dt.date
-                                                  and isinstance(value, _dt.datetime)):
-            raise self.fail(value, f"expects a {self._type.__name__}")
-        return self._normalize(value).isoformat()
-
-    def _normalize(self, value: Any) -> Any:
-        return value
-
-    def python_value(self, value: Any) -> Any:  # type: ignore[override]
-        return None if value is None else self._type.fromisoformat(value)
-
-
-class DateField(_TemporalField):
-    sql_type = "DATE"
-    _type = _dt.date
-
-    def _now(self) -> Any:
-        return _dt.date.today()
-
-
-class TimeField(_TemporalField):
-    sql_type = "TIME"
-    _type = _dt.time
-
-    def _now(self) -> Any:
-        return _dt.datetime.now().time()
-
-
-class DateTimeField(_TemporalField):
-    """Datetimes as ISO text in UTC (``fluxon.database.utc``): aware values are converted,
-    naive ones are taken as UTC, and values come back aware, so order and comparisons are
-    right across offsets. ``auto_now``/``auto_now_add`` use the current UTC time."""
-
-    sql_type = "DATETIME"
-    _type = _dt.datetime
-
-    def _now(self) -> Any:
-        return _dt.datetime.now(_dt.timezone.utc)
-
-    def _normalize(self, value: Any) -> Any:
-        return as_utc(value)
-
-    def python_value(self, value: Any) -> Any:  # type: ignore[override]
-        return None if value is None else as_utc(_dt.datetime.fromisoformat(value))
 
 
 class BinaryField(Field):
