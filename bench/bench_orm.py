@@ -1,11 +1,15 @@
 """ORM benchmark: raw sqlite3 vs Fluxon vs peewee vs Django's ORM on the same file settings.
 
 Every contender gets its own database file in a temporary folder, with WAL,
-synchronous=NORMAL and foreign keys on. Two workloads:
+synchronous=NORMAL and foreign keys on. Three workloads:
 
 * single-row INSERTs inside one transaction (the ORM's per-row overhead);
 * reading N rows back (raw sqlite3 as dicts, the ORMs as model instances);
-* ``insert_many`` of ``--bulk-rows`` rows against raw ``executemany`` (Fluxon only).
+* reading 10,000 courses with their teachers in one JOIN (``select_related``; raw sqlite3
+  as a dict per course holding a dict of its teacher), touching ``course.teacher.name``.
+
+And, in child processes so that their peak RSS is their own, Fluxon's ``iterator()``
+over ``--stream-rows`` rows (default 1,000,000): the growth of peak RSS while streaming.
 
 Run: ``python bench/bench_orm.py [--rows 20000] [--repeat 3]`` (peewee and Django are the
 ``bench`` extra: ``pip install -e '.[bench]'``; a missing one is skipped).
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +33,34 @@ PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA forei
 
 def _row(i: int) -> tuple:
     return (f"item-{i}", i, i * 0.5, None if i % 3 else f"note {i}")
+
+
+COURSES, TEACHERS = 10_000, 1_000
+TEACHER_DDL = ('CREATE TABLE IF NOT EXISTS "teacher" ("id" INTEGER NOT NULL PRIMARY KEY, '
+               '"name" VARCHAR(100) NOT NULL, "department" VARCHAR(50) NOT NULL)')
+COURSE_DDL = ('CREATE TABLE IF NOT EXISTS "course" ("id" INTEGER NOT NULL PRIMARY KEY, '
+              '"title" VARCHAR(100) NOT NULL, "teacher_id" INTEGER NOT NULL '
+              'REFERENCES "teacher" ("id"))')
+
+
+def fill_courses(path: Path) -> None:
+    """The same teachers and courses in every contender's file (written with raw sqlite3)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(TEACHER_DDL)
+    conn.execute(COURSE_DDL)
+    conn.execute("BEGIN")
+    conn.executemany('INSERT INTO "teacher" VALUES (?, ?, ?)',
+                     [(i + 1, f"teacher {i}", f"dept {i % 7}") for i in range(TEACHERS)])
+    conn.executemany('INSERT INTO "course" VALUES (?, ?, ?)',
+                     [(i + 1, f"course {i}", i % TEACHERS + 1) for i in range(COURSES)])
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def _touch(courses: list) -> list:
+    for course in courses:
+        course.teacher.name  # noqa: B018 - the related object must be there
+    return courses
 
 
 Workloads = dict[str, Callable[[], object]]   # "clear", "insert", "read"
@@ -42,12 +76,14 @@ def _timed(run: Callable[[], object]) -> float:
 def run_rounds(contenders: dict[str, Workloads], n: int, repeat: int) -> dict[str, dict[str, float]]:
     """Best rows/s per contender and workload; rounds interleave the contenders so that
     background load on the machine hits them alike."""
-    best: dict[str, dict[str, float]] = {name: {"insert": 0.0, "read": 0.0} for name in contenders}
+    best: dict[str, dict[str, float]] = {name: {"insert": 0.0, "read": 0.0, "related": 0.0}
+                                         for name in contenders}
     for _ in range(repeat):
         for name, work in contenders.items():
             work["clear"]()
             best[name]["insert"] = max(best[name]["insert"], n / _timed(work["insert"]))
             best[name]["read"] = max(best[name]["read"], n / _timed(work["read"]))
+            best[name]["related"] = max(best[name]["related"], COURSES / _timed(work["related"]))
     return best
 
 
@@ -100,11 +136,52 @@ def bench_raw(folder: Path, n: int) -> Workloads:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
-    return {"clear": clear, "insert": insert, "read": read}
+    fill_courses(folder / "raw.sqlite3")
+
+    def related() -> list:
+        out = []
+        for row in conn.execute('SELECT c."id", c."title", c."teacher_id", t."id", t."name", '
+                                't."department" FROM "course" c INNER JOIN "teacher" t '
+                                'ON c."teacher_id" = t."id"'):
+            out.append({"id": row[0], "title": row[1], "teacher_id": row[2],
+                        "teacher": {"id": row[3], "name": row[4], "department": row[5]}})
+        for course in out:
+            course["teacher"]["name"]  # noqa: B018
+        return out
+
+    return {"clear": clear, "insert": insert, "read": read, "related": related}
 
 
 def bench_fluxon(folder: Path, n: int) -> Workloads:
-    db, Item = _fluxon_items(folder / "fluxon.sqlite3", "item")
+    from fluxon.database import models as m
+    from fluxon.database.manipulation import SqliteDatabase
+
+    class Item(m.Model):
+        name = m.CharField(max_length=100)
+        qty = m.IntegerField()
+        price = m.FloatField()
+        note = m.TextField(null=True)
+
+        class Meta:
+            table_name = "item"
+
+    class Teacher(m.Model):
+        name = m.CharField(max_length=100)
+        department = m.CharField(max_length=50)
+
+        class Meta:
+            table_name = "teacher"
+
+    class Course(m.Model):
+        title = m.CharField(max_length=100)
+        teacher = m.ForeignKey(to_table=Teacher)
+
+        class Meta:
+            table_name = "course"
+
+    fill_courses(folder / "fluxon.sqlite3")
+    db = SqliteDatabase(folder / "fluxon.sqlite3", models=[Item, Teacher, Course])
+    db.create_tables()
     rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
 
     def clear() -> None:
@@ -115,7 +192,8 @@ def bench_fluxon(folder: Path, n: int) -> Workloads:
             for row in rows:
                 Item.insert(row)
 
-    return {"clear": clear, "insert": insert, "read": Item.check}
+    return {"clear": clear, "insert": insert, "read": Item.check,
+            "related": lambda: _touch(Course.select().select_related("teacher").all())}
 
 
 def bench_peewee(folder: Path, n: int) -> Workloads:
@@ -135,6 +213,23 @@ def bench_peewee(folder: Path, n: int) -> Workloads:
             database = pdb
             table_name = "item"
 
+    class Teacher(peewee.Model):
+        name = peewee.CharField(max_length=100)
+        department = peewee.CharField(max_length=50)
+
+        class Meta:
+            database = pdb
+            table_name = "teacher"
+
+    class Course(peewee.Model):
+        title = peewee.CharField(max_length=100)
+        teacher = peewee.ForeignKeyField(Teacher)
+
+        class Meta:
+            database = pdb
+            table_name = "course"
+
+    fill_courses(folder / "peewee.sqlite3")
     pdb.connect()
     pdb.create_tables([Item])
     rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
@@ -145,7 +240,8 @@ def bench_peewee(folder: Path, n: int) -> Workloads:
                 Item.create(**row)
 
     return {"clear": lambda: Item.delete().execute(), "insert": insert,
-            "read": lambda: list(Item.select())}
+            "read": lambda: list(Item.select()),
+            "related": lambda: _touch(list(Course.select(Course, Teacher).join(Teacher)))}
 
 
 def bench_django(folder: Path, n: int) -> Workloads:
@@ -171,6 +267,23 @@ def bench_django(folder: Path, n: int) -> Workloads:
             app_label = "bench"
             db_table = "item"
 
+    class Teacher(models.Model):
+        name = models.CharField(max_length=100)
+        department = models.CharField(max_length=50)
+
+        class Meta:
+            app_label = "bench"
+            db_table = "teacher"
+
+    class Course(models.Model):
+        title = models.CharField(max_length=100)
+        teacher = models.ForeignKey(Teacher, on_delete=models.CASCADE)
+
+        class Meta:
+            app_label = "bench"
+            db_table = "course"
+
+    fill_courses(folder / "django.sqlite3")
     with connection.schema_editor() as editor:
         editor.create_model(Item)
     rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
@@ -181,7 +294,58 @@ def bench_django(folder: Path, n: int) -> Workloads:
                 Item.objects.create(**row)
 
     return {"clear": lambda: Item.objects.all().delete(), "insert": insert,
-            "read": lambda: list(Item.objects.all())}
+            "read": lambda: list(Item.objects.all()),
+            "related": lambda: _touch(list(Course.objects.select_related("teacher")))}
+
+
+def _status_kib(key: str) -> int:
+    """A figure of /proc/self/status: VmRSS (now) or VmHWM (the peak; unlike ru_maxrss it
+    starts afresh at exec, so the parent's size does not count)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key + ":"))
+
+
+def stream_child(path: str, chunk_size: int) -> int:
+    """Stream every row of ``path`` with ``iterator()``; print RSS figures as JSON."""
+    from fluxon.database import models as m
+    from fluxon.database.manipulation import SqliteDatabase
+
+    class Item(m.Model):
+        name = m.CharField(max_length=100)
+        qty = m.IntegerField()
+        price = m.FloatField()
+        note = m.TextField(null=True)
+
+        class Meta:
+            table_name = "item"
+
+    SqliteDatabase(path, models=[Item])
+    Item.select().limit(10).all()   # connection open, statements compiled
+    gc.collect()
+    before = _status_kib("VmRSS")
+    start = time.perf_counter()
+    count = sum(1 for _ in Item.select().iterator(chunk_size=chunk_size))
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"rows": count, "seconds": seconds, "growth_mib": (peak - before) / 1024}))
+    return 0
+
+
+def run_stream(folder: Path, rows: int, chunk_size: int) -> dict:
+    path = folder / "stream.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute('CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
+                 '"name" VARCHAR(100) NOT NULL, "qty" INTEGER NOT NULL, "price" REAL NOT NULL, '
+                 '"note" TEXT)')
+    conn.execute("BEGIN")
+    conn.executemany('INSERT INTO "item" ("name", "qty", "price", "note") VALUES (?, ?, ?, ?)',
+                     (_row(i) for i in range(rows)))
+    conn.execute("COMMIT")
+    conn.close()
+    out = subprocess.run([sys.executable, __file__, "--stream-child", str(path),
+                          "--chunk-size", str(chunk_size)], capture_output=True, text=True,
+                         check=True, timeout=600)
+    return json.loads(out.stdout)
 
 
 def bench_insert_many(folder: Path, n: int, repeat: int) -> dict[str, float]:
@@ -230,9 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=["peewee", "django"])
-    parser.add_argument("--bulk-rows", type=int, default=100_000,
-                        help="rows for the insert_many workload (0 skips it)")
+    parser.add_argument("--stream-rows", type=int, default=1_000_000)
+    parser.add_argument("--chunk-size", type=int, default=2000)
+    parser.add_argument("--stream-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.stream_child:
+        return stream_child(args.stream_child, args.chunk_size)
     workloads: dict[str, Workloads] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -246,15 +413,24 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError as exc:
                 print(f"{name}: skipped ({exc})", file=sys.stderr)
         results = run_rounds(workloads, args.rows, args.repeat)
+        stream = run_stream(folder, args.stream_rows, args.chunk_size) if args.stream_rows else None
     raw = results["raw sqlite3"]
     print(f"{args.rows} rows, best of {args.repeat} interleaved rounds; ratios against raw sqlite3 "
-          "(inserts: one transaction; reads: raw as dicts, ORMs as instances)")
-    print(f"{'':14}{'inserts/s':>12}{'ratio':>8}{'rows read/s':>14}{'ratio':>8}")
+          "(inserts: one transaction; reads: raw as dicts, ORMs as instances); "
+          f"{COURSES} courses with their teachers in one JOIN")
+    print(f"{'':14}{'inserts/s':>12}{'ratio':>8}{'rows read/s':>14}{'ratio':>8}"
+          f"{'courses+teacher/s':>19}{'ratio':>8}")
     for name, rates in results.items():
         print(f"{name:14}{rates['insert']:12,.0f}{rates['insert'] / raw['insert']:8.1%}"
-              f"{rates['read']:14,.0f}{rates['read'] / raw['read']:8.1%}")
-    if args.bulk_rows:
-        report_insert_many(args.bulk_rows, args.repeat)
+              f"{rates['read']:14,.0f}{rates['read'] / raw['read']:8.1%}"
+              f"{rates['related']:19,.0f}{rates['related'] / raw['related']:8.1%}")
+    if "django" in results:
+        print(f"fluxon select_related vs django select_related: "
+              f"{results['fluxon']['related'] / results['django']['related']:.2f}x")
+    if stream:
+        print(f"fluxon iterator(chunk_size={args.chunk_size}) over {stream['rows']:,} rows: "
+              f"{stream['rows'] / stream['seconds']:,.0f} rows/s, peak RSS growth "
+              f"{stream['growth_mib']:.1f} MiB")
     return 0
 
 
