@@ -1,5 +1,6 @@
-"""Aggregates, GROUP BY / HAVING, annotate, distinct and subqueries on a real SQLite file,
-each checked against hand-written SQL on the same data (issue 13)."""
+"""Aggregates, GROUP BY / HAVING, annotate, distinct and subqueries on a real SQLite file
+and a real PostgreSQL schema, each checked against hand-written SQL on the same data
+(issue 13)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from fluxon.database import models as m
 from fluxon.database.expressions import fn
-from fluxon.database.manipulation import SqliteDatabase
+from fluxon.database import connect
 from fluxon.errors import ConfigurationError, ValidationError
 
 
@@ -25,8 +26,8 @@ class Class(m.Model):
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = SqliteDatabase(tmp_path / "aggregates.sqlite3", models=[Coach, Class])
+def db(db_url):
+    database = connect(db_url, models=[Coach, Class])
     database.create_tables()
     coaches = [Coach.insert(name=n) for n in ("ann", "bob", "cid", "dee")]
     Class.insert_many({"title": f"c{i}", "coach": coaches[i % 3] if i % 7 else None,

@@ -1,5 +1,6 @@
-"""Related objects on a real SQLite file: foreign keys as objects, select_related,
-prefetch_related, reverse managers and both sides of many-to-many (issue 13)."""
+"""Related objects on a real SQLite file and a real PostgreSQL schema: foreign keys as
+objects, select_related, prefetch_related, reverse managers and both sides of
+many-to-many (issue 13)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pickle
 import pytest
 
 from fluxon.database import models as m
-from fluxon.database.manipulation import SqliteDatabase
+from fluxon.database import connect
 from fluxon.database.managers import ManyToManyManager, ReverseManager
 from fluxon.errors import ConfigurationError, DoesNotExist, ValidationError
 
@@ -51,9 +52,8 @@ class Boxing(m.Model):
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = SqliteDatabase(tmp_path / "relations.sqlite3",
-                              models=[Person, Tutor, Lesson, Pupil, Boxed, Label, Boxing])
+def db(db_url):
+    database = connect(db_url, models=[Person, Tutor, Lesson, Pupil, Boxed, Label, Boxing])
     database.create_tables()
     yield database
     database.close_all()
@@ -73,18 +73,30 @@ def school(db):
 
 
 class Statements:
-    """Counts the statements this thread's connection runs (sqlite3's trace callback)."""
+    """Counts the statements this thread runs: sqlite3's trace callback on SQLite; on
+    PostgreSQL, the calls of the database's one statement runner."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        self.conn = db.connection()
+    def __init__(self, db) -> None:
+        self.db = db
         self.seen: list[str] = []
 
     def __enter__(self) -> list[str]:
-        self.conn.set_trace_callback(self.seen.append)
+        if hasattr(self.db, "connection"):
+            self.db.connection().set_trace_callback(self.seen.append)
+        else:
+            run = self.db._run
+
+            def counted(sql, params):
+                self.seen.append(sql)
+                return run(sql, params)
+            self.db._run = counted
         return self.seen
 
     def __exit__(self, *exc: object) -> None:
-        self.conn.set_trace_callback(None)
+        if hasattr(self.db, "connection"):
+            self.db.connection().set_trace_callback(None)
+        else:
+            del self.db._run
 
 
 def test_foreign_key_is_the_object_loaded_once_and_the_key_is_name_id(db, school):
