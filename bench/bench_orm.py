@@ -152,9 +152,8 @@ def bench_raw(folder: Path, n: int) -> Workloads:
     return {"clear": clear, "insert": insert, "read": read, "related": related}
 
 
-def bench_fluxon(folder: Path, n: int) -> Workloads:
+def _fluxon_item() -> type:
     from fluxon.database import models as m
-    from fluxon.database.manipulation import SqliteDatabase
 
     class Item(m.Model):
         name = m.CharField(max_length=100)
@@ -164,6 +163,15 @@ def bench_fluxon(folder: Path, n: int) -> Workloads:
 
         class Meta:
             table_name = "item"
+
+    return Item
+
+
+def bench_fluxon(folder: Path, n: int) -> Workloads:
+    from fluxon.database import models as m
+    from fluxon.database.manipulation import SqliteDatabase
+
+    Item = _fluxon_item()
 
     class Teacher(m.Model):
         name = m.CharField(max_length=100)
@@ -307,18 +315,9 @@ def _status_kib(key: str) -> int:
 
 def stream_child(path: str, chunk_size: int) -> int:
     """Stream every row of ``path`` with ``iterator()``; print RSS figures as JSON."""
-    from fluxon.database import models as m
     from fluxon.database.manipulation import SqliteDatabase
 
-    class Item(m.Model):
-        name = m.CharField(max_length=100)
-        qty = m.IntegerField()
-        price = m.FloatField()
-        note = m.TextField(null=True)
-
-        class Meta:
-            table_name = "item"
-
+    Item = _fluxon_item()
     SqliteDatabase(path, models=[Item])
     Item.select().limit(10).all()   # connection open, statements compiled
     gc.collect()
