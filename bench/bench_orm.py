@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import sqlite3
 import subprocess
 import sys
@@ -87,9 +88,15 @@ def run_rounds(contenders: dict[str, Workloads], n: int, repeat: int) -> dict[st
     return best
 
 
-def _raw_table(path: Path, table: str) -> sqlite3.Connection:
-    """A raw connection with the benchmark's pragmas and its item table."""
-    conn = sqlite3.connect(path, isolation_level=None)
+def related_pairs(contenders: dict[str, Workloads], pairs: int) -> list[float]:
+    """Fluxon's select_related speed over Django's, measured back to back ``pairs`` times
+    (a pair shares the machine's load of the moment, which a best-of cannot promise)."""
+    fluxon, django = contenders["fluxon"]["related"], contenders["django"]["related"]
+    return [_timed(django) / _timed(fluxon) for _ in range(pairs)]
+
+
+def bench_raw(folder: Path, n: int) -> Workloads:
+    conn = sqlite3.connect(folder / "raw.sqlite3", isolation_level=None)
     for pragma in PRAGMAS:
         conn.execute(pragma)
     conn.execute(f'CREATE TABLE "{table}" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
@@ -412,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError as exc:
                 print(f"{name}: skipped ({exc})", file=sys.stderr)
         results = run_rounds(workloads, args.rows, args.repeat)
+        pairs = related_pairs(workloads, 9) if {"fluxon", "django"} <= set(workloads) else []
         stream = run_stream(folder, args.stream_rows, args.chunk_size) if args.stream_rows else None
     raw = results["raw sqlite3"]
     print(f"{args.rows} rows, best of {args.repeat} interleaved rounds; ratios against raw sqlite3 "
@@ -423,9 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:14}{rates['insert']:12,.0f}{rates['insert'] / raw['insert']:8.1%}"
               f"{rates['read']:14,.0f}{rates['read'] / raw['read']:8.1%}"
               f"{rates['related']:19,.0f}{rates['related'] / raw['related']:8.1%}")
-    if "django" in results:
-        print(f"fluxon select_related vs django select_related: "
-              f"{results['fluxon']['related'] / results['django']['related']:.2f}x")
+    if pairs:
+        print(f"fluxon select_related vs django select_related: best of rounds "
+              f"{results['fluxon']['related'] / results['django']['related']:.2f}x, median of "
+              f"{len(pairs)} back-to-back pairs {statistics.median(pairs):.2f}x "
+              f"(min {min(pairs):.2f}x)")
     if stream:
         print(f"fluxon iterator(chunk_size={args.chunk_size}) over {stream['rows']:,} rows: "
               f"{stream['rows'] / stream['seconds']:,.0f} rows/s, peak RSS growth "

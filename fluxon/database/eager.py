@@ -16,12 +16,13 @@ import inspect
 from typing import Any
 
 from fluxon.database.aliases import ModelAlias, source_name
-from fluxon.database.columns import ColumnPlan, build_rows, column_plan
+from fluxon.database.columns import ColumnPlan, column_plan
 from fluxon.database.expressions import quote
 from fluxon.errors import ConfigurationError
 
 __all__ = ["related_paths", "related_plan", "prefetch", "group_rows", "fetch_in", "PREFETCH_CHUNK"]
 
+_new = object.__new__
 PREFETCH_CHUNK = 5000   # keys per IN (...) list, well below every database's parameter limit
 
 
@@ -86,20 +87,34 @@ def related_plan(query: Any) -> tuple[ColumnPlan, str, Any]:
         refs[path] = (target, ref, outer)
     select = ColumnPlan(", ".join(columns), list(root_plan.params), root_plan.names, ())
 
+    root_names, root_converters = root_plan.names, root_plan.converters
+
     def make_rows(rows: list) -> list:
-        count = len(root_plan.names)
-        levels = [build_rows(root, root_plan.names, root_plan.converters,
-                             [row[:count] for row in rows], False)]
-        for start, stop, target, names, converters, pk_index, parent_index, key in specs:
-            values = [row[start:stop] for row in rows]
-            built = build_rows(target, names, converters, values, False)
-            level = [obj if value[pk_index] is not None else None
-                     for obj, value in zip(built, values)]
-            for parent, obj in zip(levels[parent_index], level):
+        # One pass per row: zip() stops at the root's names, each path reads its own slice.
+        out = []
+        for row in rows:
+            obj = _new(root)
+            data = dict(zip(root_names, row))
+            for index, name, convert in root_converters:
+                if row[index] is not None:
+                    data[name] = convert(row[index])
+            obj.__dict__ = data
+            objs = [obj]
+            for start, stop, target, names, converters, pk_index, parent_index, key in specs:
+                related = None
+                if row[start + pk_index] is not None:
+                    related = _new(target)
+                    data = dict(zip(names, row[start:stop]))
+                    for index, name, convert in converters:
+                        if row[start + index] is not None:
+                            data[name] = convert(row[start + index])
+                    related.__dict__ = data
+                parent = objs[parent_index]
                 if parent is not None:
-                    parent.__dict__[key] = obj
-            levels.append(level)
-        return levels[0]
+                    parent.__dict__[key] = related
+                objs.append(related)
+            out.append(obj)
+        return out
 
     return select, "".join(joins), make_rows
 
