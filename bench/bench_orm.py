@@ -1,10 +1,11 @@
 """ORM benchmark: raw sqlite3 vs Fluxon vs peewee vs Django's ORM on the same file settings.
 
 Every contender gets its own database file in a temporary folder, with WAL,
-synchronous=NORMAL and foreign keys on. Three workloads:
+synchronous=NORMAL and foreign keys on. Workloads:
 
 * single-row INSERTs inside one transaction (the ORM's per-row overhead);
 * reading N rows back (raw sqlite3 as dicts, the ORMs as model instances);
+* ``insert_many`` of ``--bulk-rows`` rows against raw ``executemany`` (Fluxon only);
 * reading 10,000 courses with their teachers in one JOIN (``select_related``; raw sqlite3
   as a dict per course holding a dict of its teacher), touching ``course.teacher.name``.
 
@@ -20,8 +21,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,9 @@ def _touch(courses: list) -> list:
 Workloads = dict[str, Callable[[], object]]   # "clear", "insert", "read"
 
 
+Workloads = dict[str, Callable[[], object]]   # "clear", "insert", "read"
+
+
 def _timed(run: Callable[[], object]) -> float:
     gc.collect()
     start = time.perf_counter()
@@ -95,8 +99,9 @@ def related_pairs(contenders: dict[str, Workloads], pairs: int) -> list[float]:
     return [_timed(django) / _timed(fluxon) for _ in range(pairs)]
 
 
-def bench_raw(folder: Path, n: int) -> Workloads:
-    conn = sqlite3.connect(folder / "raw.sqlite3", isolation_level=None)
+def _raw_table(path: Path, table: str) -> sqlite3.Connection:
+    """A raw connection with the benchmark's pragmas and its item table."""
+    conn = sqlite3.connect(path, isolation_level=None)
     for pragma in PRAGMAS:
         conn.execute(pragma)
     conn.execute(f'CREATE TABLE "{table}" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
@@ -159,26 +164,8 @@ def bench_raw(folder: Path, n: int) -> Workloads:
     return {"clear": clear, "insert": insert, "read": read, "related": related}
 
 
-def _fluxon_item() -> type:
-    from fluxon.database import models as m
-
-    class Item(m.Model):
-        name = m.CharField(max_length=100)
-        qty = m.IntegerField()
-        price = m.FloatField()
-        note = m.TextField(null=True)
-
-        class Meta:
-            table_name = "item"
-
-    return Item
-
-
 def bench_fluxon(folder: Path, n: int) -> Workloads:
     from fluxon.database import models as m
-    from fluxon.database.manipulation import SqliteDatabase
-
-    Item = _fluxon_item()
 
     class Teacher(m.Model):
         name = m.CharField(max_length=100)
@@ -195,8 +182,8 @@ def bench_fluxon(folder: Path, n: int) -> Workloads:
             table_name = "course"
 
     fill_courses(folder / "fluxon.sqlite3")
-    db = SqliteDatabase(folder / "fluxon.sqlite3", models=[Item, Teacher, Course])
-    db.create_tables()
+    db, Item = _fluxon_items(folder / "fluxon.sqlite3", "item")
+    db.bind([Teacher, Course])
     rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
 
     def clear() -> None:
@@ -322,10 +309,7 @@ def _status_kib(key: str) -> int:
 
 def stream_child(path: str, chunk_size: int) -> int:
     """Stream every row of ``path`` with ``iterator()``; print RSS figures as JSON."""
-    from fluxon.database.manipulation import SqliteDatabase
-
-    Item = _fluxon_item()
-    SqliteDatabase(path, models=[Item])
+    _, Item = _fluxon_items(Path(path), "item")
     Item.select().limit(10).all()   # connection open, statements compiled
     gc.collect()
     before = _status_kib("VmRSS")
@@ -339,10 +323,7 @@ def stream_child(path: str, chunk_size: int) -> int:
 
 def run_stream(folder: Path, rows: int, chunk_size: int) -> dict:
     path = folder / "stream.sqlite3"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute('CREATE TABLE "item" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
-                 '"name" VARCHAR(100) NOT NULL, "qty" INTEGER NOT NULL, "price" REAL NOT NULL, '
-                 '"note" TEXT)')
+    conn = _raw_table(path, "item")
     conn.execute("BEGIN")
     conn.executemany('INSERT INTO "item" ("name", "qty", "price", "note") VALUES (?, ?, ?, ?)',
                      (_row(i) for i in range(rows)))
@@ -400,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=["peewee", "django"])
+    parser.add_argument("--bulk-rows", type=int, default=100_000,
+                        help="rows for the insert_many workload (0 skips it)")
     parser.add_argument("--stream-rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-size", type=int, default=2000)
     parser.add_argument("--stream-child", help=argparse.SUPPRESS)
@@ -440,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fluxon iterator(chunk_size={args.chunk_size}) over {stream['rows']:,} rows: "
               f"{stream['rows'] / stream['seconds']:,.0f} rows/s, peak RSS growth "
               f"{stream['growth_mib']:.1f} MiB")
+    if args.bulk_rows:
+        report_insert_many(args.bulk_rows, args.repeat)
     return 0
 
 
