@@ -32,6 +32,7 @@ from typing import Any
 
 from fluxon.errors import ConfigurationError, RouteNotFound, SerializationError, Unauthorized
 from fluxon.protocol import MAX_ROUTE_BYTES
+from fluxon.serialization import DecodeLimits
 
 __all__ = ["Router", "Route", "Request", "login_required", "load_router"]
 
@@ -88,8 +89,11 @@ class Router:
                  models: Any = None,
                  login_required: Iterable[str] = (),
                  idempotent: Iterable[str] = (),
-                 debug: bool = False) -> None:
+                 debug: bool = False,
+                 decode_limits: DecodeLimits | None = None) -> None:
         self.private_key = private_key
+        #: Budgets of the restricted payload decoder (see docs/security.md); ``None``: the defaults.
+        self.decode_limits = decode_limits
         self.database_schema_dir = os.fspath(database_schema_dir) if database_schema_dir else None
         self.database_path = os.fspath(database_path) if database_path else None
         self.models = models

@@ -6,9 +6,11 @@ is a program: unpickling network bytes is remote code execution. So:
 - the broker never unpickles anything;
 - a worker decodes request payloads with :func:`loads_restricted`, an unpickler
   whose ``find_class`` resolves only plain data types (``ALLOWED_GLOBALS``) and
-  refuses every other global before any of the payload's code can run; it also
-  refuses the memory bombs a data-only pickle can hold (a huge memo index, ``bytes(n)``)
-  and takes pickle protocol 3 and later only (protocol 2 names Python 2 modules);
+  refuses every other global before any of the payload's code can run. Before the
+  unpickler runs, :func:`fluxon.pickle_scan.scan_pickle` walks the opcodes within the
+  budgets of :class:`DecodeLimits` (size, nesting depth, expanded size, element counts,
+  integer size, collidable hash keys, total work), so a data-only pickle cannot crash,
+  stall or bloat the worker either; protocol 2 names Python 2 modules and is refused;
 - payloads from client keys the deployment marks as trusted are decoded with
   :func:`loads_trusted` (full cloudpickle), and so are replies on the client,
   which come from the broker the client authenticated.
@@ -24,17 +26,23 @@ Example::
 
 from __future__ import annotations
 
+import decimal
+import functools
 import io
 import pickle
-import pickletools
 import threading
 from typing import Any
 
 import cloudpickle
 
 from fluxon.errors import BadRequest, SerializationError
+from fluxon.pickle_scan import DecodeLimits, scan_pickle
 
-__all__ = ["ALLOWED_GLOBALS", "dumps", "loads_restricted", "loads_trusted"]
+__all__ = ["ALLOWED_GLOBALS", "DEFAULT_DECODE_LIMITS", "DecodeLimits", "dumps", "loads_restricted",
+           "loads_trusted"]
+
+#: The budgets :func:`loads_restricted` uses when it is given none.
+DEFAULT_DECODE_LIMITS = DecodeLimits()
 
 #: (module, qualified name) pairs a restricted payload may name. Builtin containers
 #: and scalars (dict, list, str, int, float, bool, None, bytes) need no global at all
@@ -62,119 +70,64 @@ def _no_size_argument(cls: type) -> Any:
     return construct
 
 
-#: Allowed globals that resolve to a guarded stand-in rather than the real callable:
-#: ``bytes(10**10)`` in a 20-byte payload would allocate 10 GB in the worker.
-_GUARDED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("builtins", "bytes"): _no_size_argument(bytes),
-    ("builtins", "bytearray"): _no_size_argument(bytearray),
-}
+def _bounded_int(limits: DecodeLimits) -> Any:
+    """``int`` for REDUCE, refusing a result larger than ``max_int_bytes``."""
+    def construct(*args: Any) -> int:
+        value = int(*args)
+        if value.bit_length() > 8 * limits.max_int_bytes:
+            raise BadRequest(f"payload has an integer larger than max_int_bytes={limits.max_int_bytes}",
+                             details={"limit": "max_int_bytes", "bound": limits.max_int_bytes})
+        return value
+    construct.__qualname__ = construct.__name__ = "int"
+    return construct
 
 
-# How _reject_memo_bombs steps over each opcode: >= 0 is the size of a fixed argument;
-# the negative codes below name the other argument shapes and the opcodes it checks.
-_UNKNOWN, _LONG_BINPUT, _PUT, _LINE, _LINE_PAIR, _LEN1, _LEN4, _LEN4U, _LEN8U, _STOP = range(-1, -11, -1)
+def _bounded_decimal(limits: DecodeLimits) -> Any:
+    """``Decimal`` for REDUCE, refusing too many digits or too large an exponent.
 
-
-def _opcode_steps() -> list[int]:
-    """A 256-entry table, opcode byte -> step code, built from pickletools' own descriptions."""
-    prefixed = {pickletools.TAKEN_FROM_ARGUMENT1: _LEN1, pickletools.TAKEN_FROM_ARGUMENT4: _LEN4,
-                pickletools.TAKEN_FROM_ARGUMENT4U: _LEN4U, pickletools.TAKEN_FROM_ARGUMENT8U: _LEN8U}
-    steps = [_UNKNOWN] * 256
-    for op in pickletools.opcodes:
-        arg = op.arg
-        if op.name in ("EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"):
-            step = _UNKNOWN  # the extension registry and persistent ids: refused outright
-        elif op.name in ("LONG_BINPUT", "PUT", "STOP"):
-            step = {"LONG_BINPUT": _LONG_BINPUT, "PUT": _PUT, "STOP": _STOP}[op.name]
-        elif arg is None:
-            step = 0
-        elif arg.n >= 0:
-            step = arg.n
-        elif arg.n == pickletools.UP_TO_NEWLINE:
-            step = _LINE_PAIR if arg.name.endswith("_pair") else _LINE
-        else:
-            step = prefixed[arg.n]
-        steps[ord(op.code)] = step
-    return steps
-
-
-_STEPS = _opcode_steps()
-
-
-_MEMOIZE = 0x94
-
-
-def _reject_memo_bombs(data: bytes) -> None:
-    """Refuse a memo index larger than the number of opcodes before it, before the C unpickler runs.
-
-    The C unpickler grows its memo array to twice the largest index it is given and zeroes
-    it: a 10-byte payload naming index 2**31 would make the worker touch 32 GiB. Picklers
-    number memo entries from 0, one per memo opcode, so a legitimate index never exceeds the
-    opcode count, and the memo then costs no more than the objects the opcodes build. Only
-    PUT and LONG_BINPUT carry large indices, so a payload with neither an ``r`` nor a ``p``
-    byte anywhere skips the walk; otherwise the walk costs about 0.07 µs per opcode (strings
-    and bytes are skipped by their length). It runs on every request a worker decodes, so the
-    loop handles the frequent steps inline: fixed-size arguments, short strings and the
-    MEMOIZE that protocol 4+ puts after each of them (one iteration for the pair); the rest
-    goes to :func:`_rare_step`. Reading past the end means a truncated pickle, which the
-    unpickler reports.
+    A Decimal is cheap to hold but not to use: ``int(Decimal("1e1000000"))`` builds a
+    million-digit integer, for seconds, in whatever view first converts it.
     """
-    if b"r" not in data and b"p" not in data:
-        return
-    steps, pos, end, count = _STEPS, 0, len(data), 0
-    try:
-        while pos < end:
-            step = steps[data[pos]]
-            count += 1
-            if step >= 0:
-                pos += 1 + step
-            elif step == _LEN1:
-                pos += 2 + data[pos + 1]
-                if data[pos] == _MEMOIZE:
-                    pos += 1
-                    count += 1
-            elif step == _LONG_BINPUT:
-                if int.from_bytes(data[pos + 1:pos + 5], "little") > count:
-                    raise BadRequest("payload uses an out-of-sequence memo index")
-                pos += 5
-            elif step == _STOP:
-                return
-            else:
-                pos = _rare_step(data, pos, step, count)
-                if pos < 0:
-                    return
-    except IndexError:
-        return
+    def construct(*args: Any) -> decimal.Decimal:
+        if args and isinstance(args[0], str) and len(args[0]) > limits.max_decimal_digits + 32:
+            raise _decimal_limit("max_decimal_digits", limits.max_decimal_digits)
+        value = decimal.Decimal(*args)
+        sign, digits, exponent = value.as_tuple()
+        if len(digits) > limits.max_decimal_digits:
+            raise _decimal_limit("max_decimal_digits", limits.max_decimal_digits)
+        if isinstance(exponent, int) and abs(exponent + len(digits)) > limits.max_decimal_exponent:
+            raise _decimal_limit("max_decimal_exponent", limits.max_decimal_exponent)
+        return value
+    construct.__qualname__ = construct.__name__ = "Decimal"
+    return construct
 
 
-def _rare_step(data: bytes, pos: int, step: int, count: int) -> int:
-    """The position after the opcode at ``pos`` (long strings, text lines, PUT), or -1 to stop walking."""
-    if step in (_LEN4, _LEN4U, _LEN8U):
-        width = 8 if step == _LEN8U else 4
-        length = int.from_bytes(data[pos + 1:pos + 1 + width], "little", signed=step == _LEN4)
-        if length < 0:
-            return -1  # the unpickler refuses a negative length
-        return pos + 1 + width + length
-    if step in (_LINE, _LINE_PAIR, _PUT):
-        line_end = data.find(b"\n", pos + 1)
-        if step == _LINE_PAIR and line_end >= 0:
-            line_end = data.find(b"\n", line_end + 1)
-        if line_end < 0:
-            return -1  # truncated: the unpickler reports it
-        if step == _PUT:
-            index = data[pos + 1:line_end].strip()
-            if not index.isdigit() or int(index) > count:
-                raise BadRequest("payload uses an out-of-sequence or malformed memo index")
-        return line_end + 1
-    raise BadRequest(f"payload uses a forbidden or unknown pickle opcode 0x{data[pos]:02x}")
+def _decimal_limit(name: str, bound: int) -> BadRequest:
+    return BadRequest(f"payload has a Decimal beyond {name}={bound}", details={"limit": name, "bound": bound})
+
+
+@functools.lru_cache(maxsize=16)
+def _guarded_globals(limits: DecodeLimits) -> dict[tuple[str, str], Any]:
+    """Allowed globals that resolve to a guarded stand-in rather than the real callable.
+
+    ``bytes(10**10)`` in a 20-byte payload would allocate 10 GB in the worker.
+    """
+    return {("builtins", "bytes"): _no_size_argument(bytes),
+            ("builtins", "bytearray"): _no_size_argument(bytearray),
+            ("builtins", "int"): _bounded_int(limits),
+            ("decimal", "Decimal"): _bounded_decimal(limits)}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     """Resolve only allow-listed globals; everything else is a :class:`BadRequest`."""
 
+    def __init__(self, data: bytes, limits: DecodeLimits) -> None:
+        super().__init__(io.BytesIO(data), fix_imports=False)
+        self._guarded = _guarded_globals(limits)
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED_GLOBALS:
-            guarded = _GUARDED_GLOBALS.get((module, name))
+            guarded = self._guarded.get((module, name))
             return guarded if guarded is not None else super().find_class(module, name)
         raise BadRequest(f"payload refers to a forbidden global: {module}.{name}",
                          details={"global": f"{module}.{name}"})
@@ -218,15 +171,23 @@ def _unserializable(obj: Any, exc: Exception) -> SerializationError:
     return SerializationError(f"cannot serialize {type(obj).__name__}: {exc}", details={"type": type(obj).__name__})
 
 
-def loads_restricted(data: bytes) -> Any:
-    """Decode untrusted bytes, admitting only plain data types; anything else is :class:`BadRequest`."""
+def loads_restricted(data: bytes | memoryview, limits: DecodeLimits = DEFAULT_DECODE_LIMITS) -> Any:
+    """Decode untrusted bytes, admitting only plain data types within ``limits``.
+
+    Anything else is a :class:`BadRequest`; one that exceeds a budget names it in
+    ``details["limit"]``. Nothing of the payload is built before its walk has passed.
+    """
+    if not isinstance(data, bytes):
+        data = bytes(data)
     try:
-        _reject_memo_bombs(data)
-        return _RestrictedUnpickler(io.BytesIO(data), fix_imports=False).load()
+        scan_pickle(data, limits, ALLOWED_GLOBALS)
+        return _RestrictedUnpickler(data, limits).load()
     except BadRequest:
         raise
+    except RecursionError as exc:
+        raise BadRequest("undecodable payload: nested too deeply") from exc
     except Exception as exc:  # truncated or corrupt pickles raise a zoo of exception types
-        raise BadRequest(f"undecodable payload: {type(exc).__name__}: {exc}") from exc
+        raise BadRequest(f"undecodable payload: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def loads_trusted(data: bytes | memoryview) -> Any:

@@ -41,6 +41,7 @@ from fluxon.errors import ConfigurationError, ProtocolError, Unavailable, encode
 from fluxon.keys import DeploymentKeys, derive_keys, load_private_key
 from fluxon.routing import Router
 from fluxon.security import configure_curve_client
+from fluxon.serialization import DecodeLimits
 from fluxon.worker.admin import run_admin
 from fluxon.worker.execution import Outcome, ViewRunner
 
@@ -69,6 +70,8 @@ class WorkerConfig:
     debug: bool = False
     #: Log requests whose view ran this many ms or more (None: off; 0: every request).
     slow_request_ms: int | None = None
+    #: Budgets of the restricted payload decoder; ``None``: the Router's, else the defaults.
+    decode_limits: DecodeLimits | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 0xFFFF:
@@ -156,7 +159,8 @@ class Worker:
         if self._db is None:
             self._db = open_database(self.router)
         self._runner = ViewRunner(self.router, concurrency=self.config.concurrency,
-                                  debug=self.config.debug, db=self._db)
+                                  debug=self.config.debug, db=self._db,
+                                  decode_limits=self.config.decode_limits)
         self._ctx = zmq.Context()
         ticker = asyncio.create_task(self._heartbeat_loop())
         try:

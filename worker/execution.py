@@ -9,7 +9,16 @@ views run on the worker's event loop. Every outcome becomes an :class:`Outcome`
   type name in ``details["type"]`` and its message (the traceback only in debug mode);
 - a result that cannot be pickled becomes :class:`~fluxon.errors.SerializationError`;
 - a failure in Fluxon's own code is logged with its traceback and answered with
-  :class:`~fluxon.errors.InternalError`.
+  :class:`~fluxon.errors.InternalError`;
+- an error whose details are too deep or too large to encode is answered with its
+  code and message and the details left out, so a request is always answered.
+
+Payloads are decoded by the restricted decoder within the Router's
+:class:`~fluxon.serialization.DecodeLimits`. A small payload is decoded on the event
+loop (its budgets make that quick); a larger one in a view thread, even for an
+``async def`` view, so that a slow decode never holds up the worker's heartbeats.
+A payload refused by a budget is counted in :attr:`ViewRunner.refusals` and logged
+(throttled) to ``fluxon.security`` with the limit and the client key.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from typing import Any, NamedTuple
 from fluxon.errors import BadRequest, FluxonError, InternalError, ViewError, encode_error
 from fluxon.protocol import STATUS_ERROR, STATUS_OK
 from fluxon.routing import Request, Route, Router
-from fluxon.serialization import dumps, loads_restricted, loads_trusted
+from fluxon.security import RejectionLog
+from fluxon.serialization import DEFAULT_DECODE_LIMITS, DecodeLimits, dumps, loads_restricted, loads_trusted
 
 __all__ = ["Outcome", "ViewRunner"]
 
@@ -38,6 +48,14 @@ _CONTEXT_CACHE_ENTRIES = 1024
 #: Contexts longer than this are parsed every time (they would make the table big).
 _CONTEXT_CACHE_MAX_BYTES = 4096
 _SCALARS = (str, int, float, bool, type(None))
+#: Payloads up to this size are decoded on the event loop: within the default budgets
+#: such a payload holds at most a few thousand opcodes, a decode of well under a millisecond.
+_INLINE_DECODE_BYTES = 4096
+#: An error reply whose details nest deeper, hold more values or encode to more bytes than
+#: this is sent without its details (json would recurse, the broker would parse megabytes).
+_MAX_ERROR_DEPTH = 32
+_MAX_ERROR_VALUES = 10_000
+_MAX_ERROR_BYTES = 64 * 1024
 
 class Outcome(NamedTuple):
     """What goes back to the broker for one request."""
@@ -56,10 +74,15 @@ class ViewRunner:
     and a task each.
     """
 
-    def __init__(self, router: Router, *, concurrency: int = 16, debug: bool = False, db: Any = None) -> None:
+    def __init__(self, router: Router, *, concurrency: int = 16, debug: bool = False, db: Any = None,
+                 decode_limits: DecodeLimits | None = None) -> None:
         self.router = router
         self.debug = debug or router.debug
         self.db = db
+        self.decode_limits = decode_limits or router.decode_limits or DEFAULT_DECODE_LIMITS
+        #: Payloads refused by a decoder budget, by the limit's name (``DecodeLimits`` field).
+        self.refusals: collections.Counter[str] = collections.Counter()
+        self._refusal_log = RejectionLog()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._done: collections.deque = collections.deque()
         self._wake_pending = False
@@ -83,17 +106,24 @@ class ViewRunner:
                callback: Callable[[Outcome], None]) -> None:
         """Start one request; ``callback(outcome)`` runs later on the event loop. Never raises."""
         self._loop = loop = asyncio.get_running_loop()
+        if len(payload) > _INLINE_DECODE_BYTES:  # decoded in a view thread (see the module docstring)
+            self._queue.put((None, (route_name, context, payload), False, callback))
+            return
         prepared = self._prepare(route_name, context, payload)
         if isinstance(prepared, Outcome):
             loop.call_soon(callback, prepared)
             return
         route, request, debug = prepared
         if route.is_async:
-            # The loop keeps only weak references to tasks: the set holds each one until its
-            # coroutine removes it (cheaper than a done callback, which costs a loop iteration).
-            self._tasks.add(loop.create_task(_run_async(route, request, debug, callback, self._tasks)))
+            self._start_async(route, request, debug, callback)
         else:
             self._queue.put((route, request, debug, callback))
+
+    def _start_async(self, route: Route, request: Request, debug: bool,
+                     callback: Callable[[Outcome], None]) -> None:
+        # The loop keeps only weak references to tasks: the set holds each one until its
+        # coroutine removes it (cheaper than a done callback, which costs a loop iteration).
+        self._tasks.add(self._loop.create_task(_run_async(route, request, debug, callback, self._tasks)))
 
     async def run(self, route_name: str, context: bytes, payload: bytes) -> Outcome:
         """Run one request to completion and return its outcome."""
@@ -107,10 +137,10 @@ class ViewRunner:
             ctx = self._context(context)
             debug = debug or bool(ctx.get("debug"))
             route = self.router.resolve(route_name)
-            value = _decode_payload(payload, trusted=bool(ctx.get("trusted")))
+            if route.login_required and ctx.get("uid") is None:  # before the decode: no work for anonymous
+                Request.from_context(route_name, None, ctx).require_login()
+            value = self._decode_payload(payload, ctx)
             request = Request.from_context(route_name, value, ctx, db=self.db)
-            if route.login_required:
-                request.require_login()
         except FluxonError as exc:
             return _error(exc, debug)
         except Exception as exc:  # a bug on our side, not the caller's
@@ -136,13 +166,46 @@ class ViewRunner:
                 self._contexts[context] = ctx
         return ctx
 
+    def _decode_payload(self, payload: bytes, ctx: dict[str, Any]) -> Any:
+        if not payload:
+            return None
+        if ctx.get("trusted"):
+            try:
+                return loads_trusted(payload)
+            except FluxonError as exc:
+                raise BadRequest(exc.message) from exc
+        try:
+            return loads_restricted(payload, self.decode_limits)
+        except BadRequest as exc:
+            limit = exc.details.get("limit")
+            if limit is not None:
+                self.refusals[limit] += 1
+                key = str(ctx.get("key") or "(plain mode)")
+                self._refusal_log.warning(("decode", limit, key), "refused a payload of %d bytes from client "
+                                          "key %s: %s", len(payload), key, exc.message)
+            raise
+
     def _thread_main(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
             route, request, debug, callback = item
-            self._done.append((callback, _call_sync(route, request, debug)))
+            try:
+                if route is None:  # a large payload: decoded here, off the event loop
+                    prepared = self._prepare(*request)
+                    if isinstance(prepared, Outcome):
+                        outcome = prepared
+                    elif prepared[0].is_async:
+                        self._loop.call_soon_threadsafe(self._start_async, *prepared, callback)
+                        continue
+                    else:
+                        outcome = _call_sync(*prepared)
+                else:
+                    outcome = _call_sync(route, request, debug)
+            except BaseException as exc:  # noqa: BLE001 - this thread must outlive any request
+                outcome = _internal(exc, getattr(route, "name", "?"), debug)
+            self._done.append((callback, outcome))
             if not self._wake_pending:
                 self._wake_pending = True
                 try:
@@ -190,17 +253,6 @@ def _parse_context(context: bytes) -> dict[str, Any]:
     return ctx
 
 
-def _decode_payload(payload: bytes, *, trusted: bool) -> Any:
-    if not payload:
-        return None
-    if trusted:
-        try:
-            return loads_trusted(payload)
-        except FluxonError as exc:
-            raise BadRequest(exc.message) from exc
-    return loads_restricted(payload)
-
-
 def _call_sync(route: Route, request: Request, debug: bool) -> Outcome:
     """Runs in a view thread: call the view and pickle its result there, off the event loop."""
     try:
@@ -235,8 +287,11 @@ def _view_failure(exc: BaseException, route: Route, debug: bool) -> Outcome:
     return _error(error, debug)
 
 
-def _internal(exc: Exception, route_name: str, debug: bool) -> Outcome:
-    tb = "".join(traceback.format_exception(exc))
+def _internal(exc: BaseException, route_name: str, debug: bool) -> Outcome:
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except Exception:  # noqa: BLE001 - a traceback too deep to format
+        tb = f"{type(exc).__name__} (traceback could not be formatted)"
     log.error("internal error while handling route %r:\n%s", route_name, tb)
     error = InternalError("internal error in the worker; see its log",
                           remote_traceback=tb if debug else None)
@@ -244,4 +299,40 @@ def _internal(exc: Exception, route_name: str, debug: bool) -> Outcome:
 
 
 def _error(exc: FluxonError, debug: bool) -> Outcome:
-    return Outcome(STATUS_ERROR, b"", encode_error(exc, include_traceback=debug))
+    return Outcome(STATUS_ERROR, b"", _encode_error_bounded(exc, debug))
+
+
+def _encode_error_bounded(exc: FluxonError, debug: bool) -> bytes:
+    """The error reply body; without the details when they are too deep or large to send."""
+    reason = "nest deeper or hold more values than the worker sends"
+    try:
+        if _details_within_bounds(exc.details):
+            body = encode_error(exc, include_traceback=debug)
+            if len(body) <= _MAX_ERROR_BYTES:
+                return body
+            reason = f"encode to more than {_MAX_ERROR_BYTES} bytes"
+    except Exception as failure:  # noqa: BLE001 - RecursionError, MemoryError, a __str__ that raises
+        reason = f"could not be encoded ({type(failure).__name__})"
+    log.warning("error %s: its details %s; sent without them", exc.code, reason)
+    return json.dumps({"code": str(exc.code), "message": str(exc.message)[:4096],
+                       "details": {"omitted": f"the error's details {reason}"}}).encode()
+
+
+def _details_within_bounds(details: Any) -> bool:
+    """True when ``details`` nests at most _MAX_ERROR_DEPTH deep and holds at most _MAX_ERROR_VALUES values.
+
+    Walked with an explicit stack: a recursive walk would fail exactly where it matters.
+    """
+    pending = [(details, 0)]
+    seen = 0
+    while pending:
+        value, depth = pending.pop()
+        seen += 1
+        if seen > _MAX_ERROR_VALUES or depth > _MAX_ERROR_DEPTH:
+            return False
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            if seen + len(pending) + 2 * len(value) > _MAX_ERROR_VALUES:
+                return False
+            items = (item for pair in value.items() for item in pair) if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+    return True
