@@ -17,17 +17,35 @@ from typing import Any
 import zmq
 
 from fluxon import protocol
-from fluxon.errors import (ConfigurationError, ConnectionError, FluxonError, InvalidSession, Timeout,
-                           decode_error)
+from fluxon.errors import (BadRequest, ConfigurationError, ConnectionError, FluxonError, InvalidSession,
+                           SerializationError, Timeout, decode_error)
 from fluxon.keys import CurveKeyPair, generate_client_keypair, is_z85_key, load_client_keypair
 from fluxon.security import configure_curve_client
-from fluxon.serialization import dumps, loads_trusted
+from fluxon.serialization import DecodeLimits, dumps, loads_restricted, loads_trusted
 
 __all__ = ["BaseClient", "ClientState", "USE_CLIENT_DEFAULT", "UseClientDefault"]
 
 log = logging.getLogger("fluxon.client")
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def _row_without_import(module: str, qualname: str, data: Any) -> Any:
+    """A model instance in a reply, rebuilt as a :class:`~fluxon.database.rows.Row`.
+
+    An unauthenticated reply names no module to import (the trusted path imports the model's).
+    """
+    from fluxon.database.rows import Row  # the ORM's import cost only for replies that hold rows
+    if not isinstance(data, dict):
+        raise BadRequest("a row in the reply does not hold a dict of values")
+    row = Row(data)
+    row.model_name = str(qualname)
+    return row
+
+
+#: What a restricted reply may name besides plain data: model instances, which arrive as Rows.
+_REPLY_SUBSTITUTES = {("fluxon.database.rows", "rebuild_row"): _row_without_import,
+                      ("fluxon.database.rows", "_make_row"): lambda name, data: _row_without_import("", name, data)}
 
 
 class UseClientDefault:
@@ -125,6 +143,10 @@ class BaseClient:
                     "server_key= (the broker's public key, `fluxon pubkey`) or, if you really trust "
                     "the network, trust_server=True")
             self._client_pair = None
+        #: Replies are fully unpickled only from a broker this client authenticated (or trusts):
+        #: a plain-mode reply may come from whoever bound the port first.
+        self._trust_replies = self._server_key is not None or trust_server
+        self._reply_limits = DecodeLimits(max_payload_bytes=max(1, max_message_bytes))
         self._token = b""
         self._ids = itertools.count(1)
         self._state = ClientState.UNOPENED
@@ -194,6 +216,8 @@ class BaseClient:
             self._token = bytes(reply.token)
         body = reply.body
         if reply.status == protocol.STATUS_OK:  # a large body stays in its frame: unpickled without a copy
+            if not self._trust_replies:
+                return self._loads_untrusted_reply(body)
             return loads_trusted(body if isinstance(body, bytes) else memoryview(body))
         error = decode_error(bytes(body))
         if isinstance(error, InvalidSession):
@@ -202,6 +226,17 @@ class BaseClient:
             log.info("session token refused (%s); the next request starts a new session", error.message)
             self._token = b""
         raise error
+
+    def _loads_untrusted_reply(self, body: Any) -> Any:
+        """A plain-mode reply, through the restricted decoder (plain data and model rows only)."""
+        try:
+            return loads_restricted(body if isinstance(body, bytes) else memoryview(body), self._reply_limits,
+                                    substitutes=_REPLY_SUBSTITUTES)
+        except BadRequest as exc:
+            raise SerializationError(
+                f"plain-mode reply refused by the restricted decoder: {exc.message}; replies from an "
+                "unauthenticated broker are decoded as plain data only (pass server_key= for a secure "
+                "connection, or trust_server=True to unpickle anything)", details=exc.details) from exc
 
     def _timeout_error(self, link: _Link, route: str, timeout_s: float | None) -> FluxonError:
         if link.has_handshaken():

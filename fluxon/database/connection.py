@@ -18,6 +18,7 @@ from typing import Any
 
 from fluxon.database.violations import integrity_error
 from fluxon.errors import DatabaseError
+from fluxon.files import prepare_private_database
 
 __all__ = ["ConnectionManager", "Atomic", "translate_error", "open_connection"]
 
@@ -52,6 +53,7 @@ def open_connection(path: str, *, timeout_s: float = 30.0, synchronous: str = "N
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
     try:
+        prepare_private_database(path)  # 0600 whatever the umask; its -wal/-shm follow its mode
         conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None,
                                cached_statements=512, factory=_Connection)
         conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
@@ -63,6 +65,8 @@ def open_connection(path: str, *, timeout_s: float = 30.0, synchronous: str = "N
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
         raise translate_error(exc) from exc
+    except OSError as exc:  # the private file could not be created (a missing folder, permissions)
+        raise DatabaseError(f"cannot create database {path}: {exc}") from exc
     return conn
 
 

@@ -49,6 +49,7 @@ from fluxon.database.migrate import execute_plan
 from fluxon.database.utc import normalize_datetimes
 from fluxon.database.models import collect_models
 from fluxon.errors import ConfigurationError, DestructiveMigration, FluxonError, SchemaError
+from fluxon.files import create_private_file, prepare_private_database
 from fluxon.routing import load_router
 
 __all__ = [
@@ -269,11 +270,12 @@ def _database(db_path: str | os.PathLike, *, create: bool) -> Iterator[sqlite3.C
         if not create and not Path(db_path).exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
         else:
+            prepare_private_database(db_path)
             conn = sqlite3.connect(os.fspath(db_path), isolation_level=None, timeout=30.0)
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA cache_size = -131072")   # 128 MiB: a rebuild touches every page of the table
             conn.execute("PRAGMA threads = 2")             # lets CREATE INDEX sort with a helper thread
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise SchemaError(f"cannot open database {db_path}: {exc}") from exc
     try:
         yield conn
@@ -384,7 +386,11 @@ def _backup(conn: sqlite3.Connection, db_path: str | os.PathLike, number: int) -
     db = Path(db_path).resolve()
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = db.with_name(f"{db.stem}.before-schema-{number:05d}-{stamp}{db.suffix or '.sqlite3'}")
-    dest = sqlite3.connect(os.fspath(target))
+    try:
+        create_private_file(target)  # a copy of the data: as private as the database
+        dest = sqlite3.connect(os.fspath(target))
+    except (OSError, sqlite3.Error) as exc:
+        raise SchemaError(f"could not create the backup {target}: {exc}; nothing was changed") from exc
     try:
         conn.backup(dest)
     except sqlite3.Error as exc:
