@@ -162,7 +162,7 @@ def test_misconfigured_fields_fail_at_definition():
 
 def test_password_hashing_is_salted_versioned_and_verified():
     first, second = hash_password("secret"), hash_password("secret")
-    assert first != second and first.startswith("scrypt$16384$8$1$")
+    assert first != second and first.startswith("scrypt$16384$8$5$")
     assert verify_password("secret", first) and not verify_password("Secret", first)
     assert not verify_password("secret", "scrypt$1$1$1$x$y") and not verify_password("secret", None)
     assert is_password_hash(first) and not is_password_hash("secret")

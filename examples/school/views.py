@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fluxon.database.passwords import verify_dummy_password
 from fluxon.errors import DoesNotExist, IntegrityError, Unauthorized, ValidationError
 from fluxon.routing import Request, login_required
 
@@ -119,8 +120,12 @@ def login(request: Request) -> dict[str, Any]:
     """Log the session in from {"username", "password"}; a wrong pair is Unauthorized."""
     data = _validated(request.payload, {"username": _text(max_chars=100), "password": _any_password})
     rows = User.check(User.username == data["username"], fetch=1)
-    # One message for both cases, so a caller cannot probe which usernames exist.
-    if not rows or not rows[0].check_password(data["password"]):
+    # One message and the same scrypt work for both cases (an unknown user is checked against a
+    # dummy hash), so neither the answer nor its time tells which usernames exist.
+    if not rows:
+        verify_dummy_password(data["password"])
+        raise Unauthorized("wrong username or password")
+    if not rows[0].check_password(data["password"]):
         raise Unauthorized("wrong username or password")
     request.login(rows[0].pk)
     return {"status": "200", "message": f"Logged in as {rows[0].username}", "user_id": rows[0].pk}

@@ -21,7 +21,7 @@ from fluxon.database.fields import (
     AutoField, BigIntegerField, BinaryField, BooleanField, CharField, DecimalField, Field,
     FloatField, IntegerField, JSONField, PasswordField, PositiveIntegerField, TextField, UUIDField,
 )
-from fluxon.database.passwords import hash_password, verify_password
+from fluxon.database.passwords import hash_password, password_needs_update, verify_password
 from fluxon.database.relations import (
     CASCADE, NO_ACTION, PROTECT, RESTRICT, SET_DEFAULT, SET_NULL, ForeignKey, ManyToManyField,
     ManyToManyManager, OneToOneField, ReverseAccessor, bound_database,
@@ -402,8 +402,19 @@ class AuthorizedUser(Model):
         self.__dict__["password"] = hash_password(raw_password)
 
     def check_password(self, raw_password: str) -> bool:
-        """True when ``raw_password`` matches the stored hash (constant-time comparison)."""
-        return verify_password(raw_password, self.__dict__.get("password"))
+        """True when ``raw_password`` matches the stored hash (constant-time comparison).
+
+        A match against a hash made with older scrypt parameters re-hashes the password with
+        the current ones and stores it (Django's ``must_update``).
+        """
+        encoded = self.__dict__.get("password")
+        if not verify_password(raw_password, encoded):
+            return False
+        if password_needs_update(encoded):
+            self.set_password(raw_password)
+            if self.pk is not None:
+                type(self).update({"password": self.__dict__["password"]}, self._meta.pk == self.pk)
+        return True
 
 
 from fluxon.database.collect import collect_models  # noqa: E402 - it needs Model defined
