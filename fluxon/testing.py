@@ -16,6 +16,11 @@ so ``request.db``, ``User.insert(...)`` and ``server.db`` all reach the same tes
 database. Requests take the production path: encoding, ZAP, sessions bound to the
 client's key, ``login``/``login_required``, the restricted decoder and typed errors.
 
+While it runs, new password hashes use cheap scrypt parameters
+(:func:`fluxon.database.passwords.fast_hashes_for_tests`), as Django's test settings use a
+fast hasher: a signup and a login cost milliseconds instead of the production setting's
+16 MiB, 5-lane scrypt.
+
 In-process threads (not child processes) keep start-up short and let a test read and
 write ``server.db`` directly; the price is that views share the test's interpreter
 (module globals included). The models' previous database bindings are put back on exit.
@@ -26,6 +31,7 @@ The pytest fixtures ``fluxon_server`` and ``fluxon_client`` live in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -38,6 +44,7 @@ from fluxon.broker.config import BrokerConfig
 from fluxon.broker.core import Broker
 from fluxon.client import AsyncConnectionHandler, ConnectionHandler
 from fluxon.database.manipulation import SqliteDatabase
+from fluxon.database.passwords import fast_hashes_for_tests
 from fluxon.database.models import collect_models
 from fluxon.errors import ConfigurationError, Timeout
 from fluxon.keys import DeploymentKeys, derive_keys, generate_private_key
@@ -79,6 +86,7 @@ class TestServer:
         self._threads: list[threading.Thread] = []
         self._clients: list[Any] = []
         self._previous_bindings: list[tuple[Any, Any]] = []
+        self._fast_hashes: contextlib.ExitStack | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -94,6 +102,8 @@ class TestServer:
         if self.broker is not None:
             return
         self.folder = Path(tempfile.mkdtemp(prefix="fluxon-test-"))
+        self._fast_hashes = contextlib.ExitStack()
+        self._fast_hashes.enter_context(fast_hashes_for_tests())
         try:
             self._open_database()
             self.broker = Broker(BrokerConfig(
@@ -139,6 +149,9 @@ class TestServer:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+        if self._fast_hashes is not None:
+            self._fast_hashes.close()
+            self._fast_hashes = None
 
     # ------------------------------------------------------------------ clients
 

@@ -69,3 +69,14 @@ def test_login_takes_as_long_for_an_unknown_user_as_for_a_wrong_password_gh10(db
     wrong = statistics.median(cpu_time_of("ada") for _ in range(5))
     assert 0.6 < unknown / wrong < 1.6, (unknown, wrong)
     assert verify_dummy_password("anything") is False
+
+
+def test_fast_hashes_for_tests_are_scoped_and_still_verify() -> None:
+    from fluxon.database.passwords import fast_hashes_for_tests
+    with fast_hashes_for_tests():
+        with fast_hashes_for_tests():
+            fast = hash_password("pw")
+        assert fast.split("$")[1:4] == ["1024", "8", "1"] and not password_needs_update(fast)
+        assert verify_dummy_password("pw") is False
+    assert hash_password("pw").split("$")[1:4] == ["16384", "8", "5"]
+    assert verify_password("pw", fast) and password_needs_update(fast)

@@ -17,13 +17,22 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = ["hash_password", "verify_password", "is_password_hash", "password_needs_update",
-           "verify_dummy_password", "SCRYPT_N", "SCRYPT_R", "SCRYPT_P"]
+           "verify_dummy_password", "fast_hashes_for_tests", "SCRYPT_N", "SCRYPT_R", "SCRYPT_P"]
 
 SCRYPT_N = 2 ** 14
 SCRYPT_R = 8
 SCRYPT_P = 5
+#: The parameters of new hashes: (SCRYPT_N, SCRYPT_R, SCRYPT_P), or _FAST_FOR_TESTS inside
+#: fast_hashes_for_tests().
+_current = (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+_FAST_FOR_TESTS = (2 ** 10, 8, 1)
+_fast_users = 0
+_fast_lock = threading.Lock()
 _SALT_BYTES = 16
 _HASH_BYTES = 32
 _PREFIX = "scrypt"
@@ -43,10 +52,12 @@ def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
                           maxmem=256 * n * r + 1024 * 1024, dklen=_HASH_BYTES)
 
 
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+def hash_password(password: str, *, n: int | None = None, r: int | None = None, p: int | None = None) -> str:
     """A new salted scrypt hash string for ``password`` (other parameters: tests and migrations only)."""
     if not isinstance(password, str):
         raise TypeError("a password must be a string")
+    current_n, current_r, current_p = _current
+    n, r, p = n or current_n, r or current_r, p or current_p
     salt = os.urandom(_SALT_BYTES)
     digest = _derive(password, salt, n, r, p)
     return f"{_PREFIX}${n}${r}${p}${_b64(salt)}${_b64(digest)}"
@@ -87,10 +98,32 @@ def verify_password(password: str, encoded: str | None) -> bool:
 def password_needs_update(encoded: str | None) -> bool:
     """True when ``encoded`` is a valid hash made with other parameters than the current ones."""
     parsed = _parse(encoded) if isinstance(encoded, str) else None
-    return parsed is not None and parsed[:3] != (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return parsed is not None and parsed[:3] != _current
 
 
-_dummy_hash: list[str] = []
+@contextmanager
+def fast_hashes_for_tests() -> Iterator[None]:
+    """New hashes use cheap scrypt parameters (n=2**10, p=1) inside the block, in the whole process.
+
+    For test servers only (:class:`fluxon.testing.TestServer` uses it), as Django's test
+    settings use a fast hasher: a signup and a login then cost milliseconds, not a second
+    on a loaded machine. Hashes made inside verify as usual afterwards (their parameters
+    travel with them) and are re-hashed at their next successful check outside.
+    """
+    global _current, _fast_users
+    with _fast_lock:
+        _fast_users += 1
+        _current = _FAST_FOR_TESTS
+    try:
+        yield
+    finally:
+        with _fast_lock:
+            _fast_users -= 1
+            if not _fast_users:
+                _current = (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+
+
+_dummy_hash: dict[tuple[int, int, int], str] = {}
 
 
 def verify_dummy_password(password: str) -> bool:
@@ -99,7 +132,9 @@ def verify_dummy_password(password: str) -> bool:
     A login for an unknown user calls this, so that it takes as long as a wrong password
     for a known one: the answer time must not tell which user names exist.
     """
-    if not _dummy_hash:
-        _dummy_hash.append(hash_password(os.urandom(16).hex()))
-    verify_password(password if isinstance(password, str) else "", _dummy_hash[0])
+    params = _current
+    dummy = _dummy_hash.get(params)
+    if dummy is None:
+        dummy = _dummy_hash[params] = hash_password(os.urandom(16).hex())
+    verify_password(password if isinstance(password, str) else "", dummy)
     return False
