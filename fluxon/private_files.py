@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 
-__all__ = ["ensure_private_file", "make_private_dir"]
+__all__ = ["ensure_private_file", "make_private_dir", "prepare_private_database", "warn_if_shared"]
 
 log = logging.getLogger("fluxon.security")
 
 _PRIVATE_FILE = 0o600
 _PRIVATE_DIR = 0o700
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 def ensure_private_file(path: str | os.PathLike) -> bool:
@@ -44,3 +47,35 @@ def ensure_private_file(path: str | os.PathLike) -> bool:
 def make_private_dir(path: str | os.PathLike) -> None:
     """Create the folder ``path`` (and its parents) with mode 0700; an existing one is left as it is."""
     os.makedirs(path, mode=_PRIVATE_DIR, exist_ok=True)
+
+
+def warn_if_shared(path: str | os.PathLike, what: str) -> None:
+    """Log a warning (once per path and process) when group or others may read or write ``path``."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    key = os.path.abspath(path)
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning("%s %s is accessible by group or others (mode %o): it may hold password hashes and "
+                "session data; chmod 600 it (and its -wal/-shm files)", what, os.fspath(path), mode)
+
+
+def prepare_private_database(path: str | os.PathLike, what: str = "database") -> None:
+    """Before SQLite opens ``path``: create it 0600 when missing, warn (once) when others can read it.
+
+    Called for every connection a worker opens, hence the once-per-path warning. In-memory
+    databases and ``file:`` URIs are left alone.
+    """
+    text = os.fspath(path)
+    if not text or text == ":memory:" or text.startswith("file:"):
+        return
+    if os.path.exists(text):
+        warn_if_shared(text, what)
+    else:
+        ensure_private_file(text)

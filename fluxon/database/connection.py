@@ -18,7 +18,7 @@ from typing import Any
 
 from fluxon.database.violations import integrity_error
 from fluxon.errors import DatabaseError
-from fluxon.files import prepare_private_database
+from fluxon.private_files import prepare_private_database
 
 __all__ = ["ConnectionManager", "Atomic", "translate_error", "open_connection"]
 

@@ -49,7 +49,7 @@ from fluxon.database.migrate import execute_plan
 from fluxon.database.utc import normalize_datetimes
 from fluxon.database.models import collect_models
 from fluxon.errors import ConfigurationError, DestructiveMigration, FluxonError, SchemaError
-from fluxon.files import create_private_file, prepare_private_database
+from fluxon.private_files import ensure_private_file, prepare_private_database
 from fluxon.routing import load_router
 
 __all__ = [
@@ -387,7 +387,7 @@ def _backup(conn: sqlite3.Connection, db_path: str | os.PathLike, number: int) -
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = db.with_name(f"{db.stem}.before-schema-{number:05d}-{stamp}{db.suffix or '.sqlite3'}")
     try:
-        create_private_file(target)  # a copy of the data: as private as the database
+        ensure_private_file(target)  # a copy of the data: as private as the database
         dest = sqlite3.connect(os.fspath(target))
     except (OSError, sqlite3.Error) as exc:
         raise SchemaError(f"could not create the backup {target}: {exc}; nothing was changed") from exc

@@ -11,7 +11,7 @@ import pytest
 
 from fluxon.database.connection import open_connection
 from fluxon.database.schema import _backup
-from fluxon.files import create_private_file, prepare_private_database
+from fluxon.private_files import ensure_private_file, prepare_private_database
 
 
 def _mode(path: Path) -> int:
@@ -54,11 +54,11 @@ def test_a_shared_existing_database_is_warned_about_once(tmp_path, caplog) -> No
     assert _mode(path) == 0o644  # the operator's file: warned about, not changed
 
 
-def test_create_private_file_keeps_existing_files_and_skips_memory(tmp_path) -> None:
+def test_ensure_private_file_keeps_existing_files_and_skips_memory(tmp_path) -> None:
     path = tmp_path / "f"
-    assert create_private_file(path) is True and _mode(path) == 0o600
+    assert ensure_private_file(path) is True and _mode(path) == 0o600
     path.write_text("kept")
-    assert create_private_file(path) is False and path.read_text() == "kept"
+    assert ensure_private_file(path) is False and path.read_text() == "kept"
     prepare_private_database(":memory:")
     prepare_private_database("file::memory:?cache=shared")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
