@@ -30,6 +30,7 @@ from fluxon.keys import DeploymentKeys
 from fluxon.logs import configure_logging, slow_request_option
 from fluxon.reload import Reloader, watched_folder
 from fluxon.routing import Router, load_router
+from fluxon.worker.cli import apply_database_options, database_options
 from fluxon.worker.core import Worker, WorkerConfig, keys_for
 from fluxon.worker.supervisor import Supervisor
 
@@ -217,13 +218,16 @@ def run_server(server: AsyncServer) -> int:
 @slow_request_option
 @click.option("--reload", is_flag=True,
               help="Start new workers when a Python file of APP changes (the broker and its sessions stay up).")
+@database_options
 def run_command(app: str, workers: int, port: int, backend_port: int | None, control_port: int | None,
                 host: str, concurrency: int, key_file: str | None, insecure: bool,
                 heartbeat_interval_s: float, debug: bool, console: bool | None,
-                metrics_bind: str | None, slow_request_ms: int | None, reload: bool) -> None:
+                metrics_bind: str | None, slow_request_ms: int | None, reload: bool,
+                database_url: str | None, database_password_file: str | None) -> None:
     """Run a broker and WORKERS local workers for APP ("package.module:router") in one command."""
     try:
         router = load_router(app)
+        apply_database_options(router, database_url, database_password_file)
         server = AsyncServer(port=port, secure=not insecure, router=router, host=host, workers=workers,
                              backend_port=backend_port, control_port=control_port,
                              concurrency=concurrency, key_file=key_file,

@@ -10,7 +10,7 @@ A :class:`Router` maps route names to views, as in the seed::
         return {"user": request.user_id}
 
 It also carries the deployment settings a worker needs (private key, database
-path and models, schema folder, debug flag). Workers load it by its import path,
+path or URL and models, schema folder, debug flag). Workers load it by its import path,
 ``package.module:router`` (see :func:`load_router`).
 
 A view receives a :class:`Request`. Session changes made by the view
@@ -86,6 +86,8 @@ class Router:
                  private_key: str | None = None,
                  database_schema_dir: str | os.PathLike | None = None,
                  database_path: str | os.PathLike | None = None,
+                 database_url: str | None = None,
+                 database_password_file: str | os.PathLike | None = None,
                  models: Any = None,
                  login_required: Iterable[str] = (),
                  idempotent: Iterable[str] = (),
@@ -96,6 +98,11 @@ class Router:
         self.decode_limits = decode_limits
         self.database_schema_dir = os.fspath(database_schema_dir) if database_schema_dir else None
         self.database_path = os.fspath(database_path) if database_path else None
+        self.database_url: str | None = None
+        #: a file holding the PostgreSQL password, so that it is in neither the URL nor argv
+        self.database_password_file = os.fspath(database_password_file) if database_password_file else None
+        if database_url:
+            self.use_database_url(database_url)
         self.models = models
         self.debug = debug
         #: Where the application was loaded from (``package.module:router``), set by :func:`load_router`;
@@ -106,6 +113,23 @@ class Router:
         self._idempotent = set(idempotent)
         for name, view in (mapping or {}).items():
             self.add_route(name, view)
+
+    def use_database_url(self, url: str) -> None:
+        """Point the workers at ``url`` (``postgresql://...``, ``sqlite:///...`` or a path).
+
+        A SQLite URL also sets :attr:`database_path`, so schema snapshots and the session
+        store find the file as before. The URL (password included) stays in this process:
+        forked workers inherit it, and nothing prints it unmasked.
+        """
+        from fluxon.database.backends.urls import is_postgres_url, sqlite_path
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError("database_url must be a non-empty string such as "
+                                     "postgresql://app@db-host:5432/app")
+        if is_postgres_url(url):
+            self.database_url = url
+        else:
+            self.database_url = None
+            self.database_path = sqlite_path(url)
 
     def __repr__(self) -> str:  # never shows the private key
         return f"<Router routes={sorted(self._routes)!r} debug={self.debug}>"

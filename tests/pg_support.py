@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import psycopg
 
@@ -56,8 +56,10 @@ class PgServer:
             self._ctl("-m", mode, "stop")
 
     def start(self) -> None:
-        """Start it again with the options of its first start (pg_ctl keeps them)."""
-        self._ctl("start", "-l", str(self.data_dir / "log"))
+        """Start it again on the same socket folder (and no TCP port), as it first started."""
+        socket_dir = parse_qs(urlsplit(self.url).query)["host"][0]
+        self._ctl("-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.data_dir / "log"), "start")
+        self.wait_ready()
 
     def kill(self) -> None:
         """Last resort at session end: SIGKILL the postmaster by PID."""

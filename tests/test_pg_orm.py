@@ -238,3 +238,22 @@ def test_streaming_reads_rows_from_a_server_side_cursor(pg_url):
     with db.atomic():
         assert len(list(db.stream('SELECT 1 FROM "Sample"'))) == 50
     db.close_all()
+
+
+def test_router_database_url_and_the_worker_pool_size(pg_url, tmp_path):
+    from fluxon.routing import Router
+    from fluxon.worker.core import open_database
+
+    sqlite_router = Router(database_url=f"sqlite:///{tmp_path}/r.sqlite3", models=MODELS)
+    assert sqlite_router.database_path == f"{tmp_path}/r.sqlite3" and sqlite_router.database_url is None
+    assert isinstance(open_database(sqlite_router), SqliteDatabase)
+    router = Router(database_url=pg_url, models=MODELS)
+    db = open_database(router, pool_size=7)
+    assert isinstance(db, PostgresDatabase) and db.pool_size == 7 and db.models == {
+        "Sample": Sample, "Tagged": Tagged}
+    db.create_tables()
+    assert db.Sample.count() == 0
+    db.close_all()
+    assert open_database(Router()) is None
+    with pytest.raises(ConfigurationError):
+        Router(database_url=42)

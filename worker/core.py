@@ -36,7 +36,8 @@ import zmq
 
 from fluxon import protocol
 from fluxon.protocol import STATUS_ERROR, STATUS_OK
-from fluxon.database.manipulation import SqliteDatabase
+from fluxon.database.backends import connect
+from fluxon.database.manipulation import Database, SqliteDatabase
 from fluxon.errors import ConfigurationError, ProtocolError, Unavailable, encode_error
 from fluxon.keys import DeploymentKeys, derive_keys, load_private_key
 from fluxon.routing import Router
@@ -96,19 +97,26 @@ def keys_for(router: Router, *, key_file: str | None = None, insecure: bool = Fa
     return derive_keys(private_key)
 
 
-def open_database(router: Router) -> SqliteDatabase | None:
-    """The application's SqliteDatabase when the Router names one, else ``None``."""
-    if not router.database_path:
+def open_database(router: Router, *, pool_size: int = 4) -> Database | None:
+    """The application's database when the Router names one (URL or path), else ``None``.
+
+    ``pool_size``: PostgreSQL connections this process keeps (the worker's concurrency).
+    """
+    if router.database_url:
+        db: Database = connect(router.database_url, models=router.models, pool_size=pool_size,
+                               password_file=getattr(router, "database_password_file", None))
+    elif router.database_path:
+        db = SqliteDatabase(router.database_path, models=router.models)
+    else:
         return None
-    db = SqliteDatabase(router.database_path, models=router.models)
-    log.info("database %s opened for request.db", router.database_path)
+    log.info("database %s opened for request.db", db.display_name)
     return db
 
 
 class Worker:
     """Serves one Router's views to one broker until stopped."""
 
-    def __init__(self, router: Router, config: WorkerConfig, *, db: SqliteDatabase | None = None) -> None:
+    def __init__(self, router: Router, config: WorkerConfig, *, db: Database | None = None) -> None:
         self.router = router
         self.config = config
         self._db = db
@@ -157,7 +165,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._stop_event.set)
         if self._db is None:
-            self._db = open_database(self.router)
+            self._db = open_database(self.router, pool_size=self.config.concurrency)
         self._runner = ViewRunner(self.router, concurrency=self.config.concurrency,
                                   debug=self.config.debug, db=self._db,
                                   decode_limits=self.config.decode_limits)

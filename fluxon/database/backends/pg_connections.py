@@ -34,6 +34,8 @@ log = logging.getLogger("fluxon.database")
 #: the advisory lock every outermost atomic() block takes ("flux" in ASCII)
 ATOMIC_LOCK_KEY = 0x666C7578
 
+_BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({ATOMIC_LOCK_KEY})"
+
 _ALL: "weakref.WeakSet[PgConnections]" = weakref.WeakSet()
 
 
@@ -174,8 +176,7 @@ class PgAtomic(ContextDecorator):
                                     f"({connections.masked_url})",
                                     details={"pg_error": type(exc).__name__}) from None
             try:
-                conn.execute("BEGIN")
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (ATOMIC_LOCK_KEY,))
+                conn.execute(_BEGIN_LOCKED)  # one round trip: simple protocol, no parameters
             except psycopg.Error as exc:
                 _rollback_quietly(conn)
                 connections.give_back(conn)
