@@ -41,6 +41,8 @@ from typing import Any
 
 import click
 
+from fluxon.database.backends.pg_schema import pg_apply, pg_current_schema
+from fluxon.database.backends.urls import is_postgres_url
 from fluxon.database.ddl import schema_statements
 from fluxon.database.diff import Operation, Renames, diff_schemas
 from fluxon.database.expressions import quote
@@ -297,7 +299,12 @@ def _history(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def current_schema(db_path: str | os.PathLike) -> dict[str, Any] | None:
-    """The snapshot the database is on (number, sha256, applied_at, ...), or None if unrecorded."""
+    """The snapshot the database is on (number, sha256, applied_at, ...), or None if unrecorded.
+
+    ``db_path``: a SQLite file, or a ``postgresql://`` URL (every function here takes either).
+    """
+    if is_postgres_url(db_path):
+        return pg_current_schema(os.fspath(db_path))
     with _database(db_path, create=False) as conn:
         history = _history(conn)
     return history[-1] if history else None
@@ -376,6 +383,13 @@ def plan_schema(number: int | None, models: Any, schema_dir: str | os.PathLike,
     else:
         statements = _require_snapshot(schema_dir, number).statements
     target = load_statements(statements)[0]
+    if is_postgres_url(db_path):
+        planned = Snapshot(number or 0, "", _digest(statements), list(statements))
+        plan = pg_apply(os.fspath(db_path), number, planned, renames, schema_dir, dry_run=True, force=False,
+                        plan_data=_plan_data, target=target)
+        plan.pop("dry_run", None)
+        plan.pop("message", None)
+        return plan
     with _database(db_path, create=False) as conn:
         operations, current = _plan(conn, schema_dir, target, renames)
     return _plan_data(number, _digest(statements), operations, current)
@@ -411,6 +425,9 @@ def apply_schema(number: int, schema_dir: str | os.PathLike, db_path: str | os.P
     snapshot = _require_snapshot(schema_dir, number)
     target = snapshot.schema()
     renames = _all_renames(schema_dir)
+    if is_postgres_url(db_path):   # one transaction on the server: nothing to back up
+        return pg_apply(os.fspath(db_path), number, snapshot, renames, schema_dir, dry_run=dry_run,
+                        force=force, plan_data=_plan_data, target=target)
     with _database(db_path, create=not dry_run) as conn:
         operations, current = _plan(conn, schema_dir, target, renames)
         result = _plan_data(number, snapshot.sha256, operations, current)
@@ -494,21 +511,30 @@ def save_router_schema(router: Any) -> dict[str, Any]:
     return save_schema(_router_setting(router, "models"), _router_setting(router, "database_schema_dir"))
 
 
+def _router_database(router: Any, *, required: bool = True) -> str | None:
+    """The Router's PostgreSQL URL or SQLite path."""
+    value = getattr(router, "database_url", None) or getattr(router, "database_path", None)
+    if not value and required:
+        raise ConfigurationError("schema commands need Router(database_path=...) or "
+                                 "Router(database_url=...) in the application")
+    return value
+
+
 def list_router_schemas(router: Any) -> list[dict[str, Any]]:
     """:func:`list_schemas` for the Router's schema folder and database."""
-    return list_schemas(_router_setting(router, "database_schema_dir"), getattr(router, "database_path", None))
+    return list_schemas(_router_setting(router, "database_schema_dir"), _router_database(router, required=False))
 
 
 def plan_router_schema(router: Any, number: int | None) -> dict[str, Any]:
     """:func:`plan_schema` for the Router (``number=None``: its current models)."""
     return plan_schema(number, getattr(router, "models", None), _router_setting(router, "database_schema_dir"),
-                       _router_setting(router, "database_path"))
+                       _router_database(router))
 
 
 def apply_router_schema(router: Any, number: int, *, dry_run: bool = False, force: bool = False) -> dict[str, Any]:
     """:func:`apply_schema` for the Router's schema folder and database."""
     return apply_schema(number, _router_setting(router, "database_schema_dir"),
-                        _router_setting(router, "database_path"), dry_run=dry_run, force=force)
+                        _router_database(router), dry_run=dry_run, force=force)
 
 
 # --------------------------------------------------------------------------- the `fluxon schema` CLI
@@ -600,4 +626,5 @@ def utc_command(app: str, as_json: bool) -> None:
 def apply_command(number: int, app: str, dry_run: bool, force: bool, as_json: bool) -> None:
     """Migrate APP's database to snapshot NUMBER in place, after a backup next to it."""
     result = _run(lambda: apply_router_schema(_load_app(app), number, dry_run=dry_run, force=force))
-    _emit(result, as_json, [result["message"], *_plan_lines(result)])
+    sql = [f"  {statement};" for statement in result.get("sql", [])] if dry_run else []
+    _emit(result, as_json, [result["message"], *_plan_lines(result), *(["SQL:", *sql] if sql else [])])
