@@ -36,7 +36,7 @@ log = logging.getLogger("fluxon.broker")
 @click.option("--trusted-clients", "trusted_clients_dir", type=click.Path(file_okay=False),
               help="Client keys in this directory may send arbitrary pickled objects.")
 @click.option("--sessions-db", "sessions_path", type=click.Path(dir_okay=False),
-              help="SQLite file for sessions (default: memory only).")
+              help="SQLite file, or postgresql:// URL, for sessions (default: memory only).")
 @click.option("--session-idle-timeout-s", type=click.FloatRange(min=1), default=BrokerConfig.session_idle_timeout_s,
               show_default=True, help="A session expires when its client has been silent this long.")
 @click.option("--session-lifetime-s", type=click.FloatRange(min=1), default=BrokerConfig.session_lifetime_s,

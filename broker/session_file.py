@@ -12,6 +12,7 @@ import os
 import sqlite3
 from typing import Any
 
+from fluxon.database.backends.urls import is_postgres_url, mask_url
 from fluxon.errors import ConfigurationError, InternalError
 from fluxon.private_files import ensure_private_file
 
@@ -33,15 +34,23 @@ CREATE TABLE IF NOT EXISTS fluxon_sessions (
 
 
 def open_session_file(path: str | os.PathLike) -> sqlite3.Connection:
-    """Open (creating it 0600) the session file at ``path``; raises ConfigurationError."""
+    """Open (creating it 0600) the session file at ``path``; raises ConfigurationError.
+
+    A ``postgresql://`` path opens the same table in PostgreSQL (:mod:`fluxon.broker.pg_sessions`).
+    """
     try:
+        if is_postgres_url(path):
+            from fluxon.broker.pg_sessions import PgSessionConnection
+            db = PgSessionConnection(os.fspath(path))
+            db.execute(_SCHEMA)
+            return db  # type: ignore[return-value]
         ensure_private_file(path)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(_SCHEMA)
     except (sqlite3.Error, OSError) as exc:
-        raise ConfigurationError(f"cannot open the session file {os.fspath(path)!r}: {exc}") from exc
+        raise ConfigurationError(f"cannot open the session file {mask_url(os.fspath(path))!r}: {exc}") from exc
     return db
 
 

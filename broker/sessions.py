@@ -57,6 +57,7 @@ from typing import Any
 
 from fluxon.broker.guard import loads_bounded
 from fluxon.broker.session_file import open_session_file, transaction
+from fluxon.database.backends.urls import mask_url
 from fluxon.errors import BadRequest, ConfigurationError, InvalidSession, Overloaded
 from fluxon.security import RejectionLog
 
@@ -138,7 +139,8 @@ class SessionStore:
         self.max_logged_in = max(1, int(max_sessions * (1 - session_reserve)))
         self.rotations_per_minute = rotations_per_minute
         self.max_changes_bytes, self.max_json_depth = max_changes_bytes, max_json_depth
-        self.path = None if path is None else os.fspath(path)
+        raw_path = None if path is None else os.fspath(path)
+        self.path = None if raw_path is None else mask_url(raw_path)  # what logs show
         self.idle_timeout_s = float(idle_timeout_s)
         self.absolute_lifetime_s = float(absolute_lifetime_s)
         self.rotation_grace_s = float(rotation_grace_s)
@@ -159,8 +161,8 @@ class SessionStore:
         self._last_flush = clock()
         self._db_lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        if self.path is not None:
-            self._db = open_session_file(self.path)
+        if raw_path is not None:
+            self._db = open_session_file(raw_path)
             self._load()
 
     # -- the hot path -------------------------------------------------------------------------
