@@ -258,6 +258,11 @@ def bench_django(folder: Path, n: int) -> Workloads:
                                                            "PRAGMA synchronous=NORMAL;"}}},
         INSTALLED_APPS=[], USE_TZ=True, DEFAULT_AUTO_FIELD="django.db.models.AutoField")
     django.setup()
+    return django_workloads(n)
+
+
+def django_workloads(n: int) -> Workloads:
+    """Django's contender once ``settings`` name the database (bench_orm_pg.py shares it)."""
     from django.db import connection, models, transaction
 
     class Item(models.Model):
