@@ -28,7 +28,7 @@ Life of a session:
 - a session expires ``idle_timeout_s`` after it was last seen, and ``absolute_lifetime_s``
   after it was created or last rotated (so a login starts a new lifetime).
 
-Persistence: one SQLite file (WAL, ``synchronous=NORMAL``: a committed change survives the
+Persistence: one SQLite file, or a table in PostgreSQL for a ``postgresql://`` path (WAL, ``synchronous=NORMAL``: a committed change survives the
 broker being killed, though not a power cut), loaded at start. Creations, logins, logouts,
 data changes and deletions are committed before :meth:`SessionStore.apply_changes` or
 :meth:`SessionStore.resolve` returns, so anything the client was told survives ``kill -9``;
