@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fluxon.broker.config import BrokerConfig
+from fluxon.broker.config import DEFAULT_SESSIONS_PATH, SESSIONS_PATH_ENV, BrokerConfig, default_sessions_path
 from fluxon.broker.core import Broker
 from fluxon.broker.limits import BrokerLimits, limit_options
 from fluxon.errors import ConfigurationError
@@ -36,7 +36,8 @@ log = logging.getLogger("fluxon.broker")
 @click.option("--trusted-clients", "trusted_clients_dir", type=click.Path(file_okay=False),
               help="Client keys in this directory may send arbitrary pickled objects.")
 @click.option("--sessions-db", "sessions_path", type=click.Path(dir_okay=False),
-              help="SQLite file, or postgresql:// URL, for sessions (default: memory only).")
+              help=f"SQLite file (its folder created) or postgresql:// URL sessions persist in (default: "
+                   f"${SESSIONS_PATH_ENV} or {DEFAULT_SESSIONS_PATH}); ':memory:' keeps them in memory only.")
 @click.option("--session-idle-timeout-s", type=click.FloatRange(min=1), default=BrokerConfig.session_idle_timeout_s,
               show_default=True, help="A session expires when its client has been silent this long.")
 @click.option("--session-lifetime-s", type=click.FloatRange(min=1), default=BrokerConfig.session_lifetime_s,
@@ -85,7 +86,8 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
         frontend=frontend, backend=backend, control=None if control.lower() == "none" else control,
         keys=None if insecure else derive_keys(private_key),
         allow_clients_dir=allow_clients_dir, trusted_clients_dir=trusted_clients_dir,
-        sessions_path=sessions_path, session_idle_timeout_s=session_idle_timeout_s,
+        sessions_path=default_sessions_path() if sessions_path is None else sessions_path,
+        session_idle_timeout_s=session_idle_timeout_s,
         session_lifetime_s=session_lifetime_s, max_sessions=max_sessions, heartbeat_interval_s=heartbeat_interval_s,
         heartbeat_liveness=heartbeat_liveness, max_queue=max_queue, max_message_bytes=max_message_bytes,
         debug=debug, metrics_bind=metrics_bind, slow_request_ms=slow_request_ms, limits=limits,

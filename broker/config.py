@@ -15,7 +15,21 @@ from fluxon.protocol import MAX_MESSAGE_BYTES
 if TYPE_CHECKING:
     from fluxon.keys import DeploymentKeys
 
-__all__ = ["BrokerConfig", "is_loopback_endpoint"]
+__all__ = ["BrokerConfig", "is_loopback_endpoint", "default_sessions_path", "DEFAULT_SESSIONS_PATH",
+           "SESSIONS_PATH_ENV", "MEMORY_SESSIONS"]
+
+#: Where sessions persist when nothing says otherwise: relative to the broker's current folder,
+#: like Django's ``db.sqlite3`` beside its project, so a restart in the same place finds them.
+DEFAULT_SESSIONS_PATH = ".fluxon/sessions.sqlite3"
+#: The environment variable that replaces :data:`DEFAULT_SESSIONS_PATH` (``--sessions-db`` wins over both).
+SESSIONS_PATH_ENV = "FLUXON_SESSIONS_DB"
+#: The ``sessions_path`` that keeps sessions in memory only (they end with the broker).
+MEMORY_SESSIONS = ":memory:"
+
+
+def default_sessions_path() -> str:
+    """``$FLUXON_SESSIONS_DB`` if set, else :data:`DEFAULT_SESSIONS_PATH`."""
+    return os.environ.get(SESSIONS_PATH_ENV) or DEFAULT_SESSIONS_PATH
 
 
 @dataclass
@@ -33,7 +47,8 @@ class BrokerConfig:
     keys: DeploymentKeys | None = None
     allow_clients_dir: str | os.PathLike | None = None
     trusted_clients_dir: str | os.PathLike | None = None
-    sessions_path: str | os.PathLike | None = None
+    #: The SQLite file sessions persist in (its folder is created); ``":memory:"`` or None: memory only.
+    sessions_path: str | os.PathLike | None = field(default_factory=default_sessions_path)
     heartbeat_interval_s: float = 1.0
     heartbeat_liveness: int = 3
     max_queue: int = 10_000
@@ -59,6 +74,13 @@ class BrokerConfig:
     metrics_bind: str | None = None
     #: The budgets against hostile input (frames, queue bytes and shares, rotations, ...).
     limits: BrokerLimits = field(default_factory=BrokerLimits)
+
+    @property
+    def sessions_file(self) -> str | None:
+        """The session file, or None when sessions live in memory only."""
+        if self.sessions_path is None or os.fspath(self.sessions_path) == MEMORY_SESSIONS:
+            return None
+        return os.fspath(self.sessions_path)
 
     @property
     def secure(self) -> bool:

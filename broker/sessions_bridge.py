@@ -5,20 +5,23 @@ sessions in memory and in SQLite. This bridge adds what only the broker knows:
 the peer address, whether the client key is trusted (``--trusted-clients``), the
 debug flag, and which token to send back (only a changed one).
 
-Plain mode has sessions too (in memory, or in ``sessions_path``) signed with a
-per-run random HMAC key: the client key is then empty, so a session is reached
-only through its token, and tokens do not survive a restart of a plain broker.
+Sessions persist by default (``BrokerConfig.sessions_path``, ``.fluxon/sessions.sqlite3``;
+its folder is created). Plain mode has sessions too, signed with a random HMAC key
+kept beside the session file (``<file>.key``, mode 0600) so that its tokens survive a
+restart as secure ones do; with sessions in memory the key lives for one run. The
+client key is then empty, so a plain session is reached only through its token.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from fluxon.broker.config import BrokerConfig
 from fluxon.broker.sessions import Session, SessionStore
-from fluxon.errors import Unauthorized
+from fluxon.errors import ConfigurationError, Unauthorized
 from fluxon.security import KeyDirectory
 
 __all__ = ["SessionBridge"]
@@ -37,11 +40,21 @@ class SessionBridge:
 
     @classmethod
     def open(cls, config: BrokerConfig) -> SessionBridge:
-        """Open the store named by ``config`` (memory only when ``sessions_path`` is None)."""
-        hmac_key = config.keys.session_hmac_key if config.keys is not None else os.urandom(32)
+        """Open the store named by ``config`` (memory only for ``":memory:"`` or None), creating its folder."""
+        path = config.sessions_file
+        if path is not None:
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot create the folder of the session file {path!r}: {exc}") from exc
+            log.info("sessions persist in %s", path)
+        if config.keys is not None:
+            hmac_key = config.keys.session_hmac_key
+        else:
+            hmac_key = os.urandom(32) if path is None else _plain_hmac_key(Path(path + ".key"))
         trusted = KeyDirectory(config.trusted_clients_dir) if config.trusted_clients_dir is not None else None
         limits = config.limits
-        store = SessionStore(config.sessions_path, hmac_key, idle_timeout_s=config.session_idle_timeout_s,
+        store = SessionStore(path, hmac_key, idle_timeout_s=config.session_idle_timeout_s,
                              absolute_lifetime_s=config.session_lifetime_s, max_sessions=config.max_sessions,
                              session_reserve=limits.session_reserve, rotations_per_minute=limits.rotations_per_minute,
                              max_changes_bytes=limits.max_changes_bytes, max_json_depth=limits.max_json_depth)
@@ -97,3 +110,24 @@ class SessionBridge:
             self._store.flush()
         finally:
             self._store.close()
+
+
+def _plain_hmac_key(path: Path) -> bytes:
+    """The plain-mode token key kept in ``path`` (created with mode 0600 on first use)."""
+    try:
+        key = path.read_bytes()
+        if len(key) == 32:
+            return key
+        log.warning("%s does not hold a 32-byte key; writing a new one (plain sessions restart)", path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the plain-mode session key {str(path)!r}: {exc}") from exc
+    key = os.urandom(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write the plain-mode session key {str(path)!r}: {exc}") from exc
+    return key

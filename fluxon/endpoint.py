@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from fluxon.broker import Broker, BrokerConfig
+from fluxon.broker.config import DEFAULT_SESSIONS_PATH, SESSIONS_PATH_ENV, default_sessions_path
 from fluxon.errors import ConfigurationError
 from fluxon.keys import DeploymentKeys
 from fluxon.logs import configure_logging, slow_request_option
@@ -88,12 +89,9 @@ class AsyncServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"tcp://{host}:{port}"
 
-    def _sessions_path(self, keys: DeploymentKeys | None) -> str | None:
-        if self.sessions_path is not None:
-            return os.fspath(self.sessions_path)
-        if keys is not None and self.router.database_path:
-            return self.router.database_path + ".sessions.sqlite3"
-        return None
+    def _sessions_path(self) -> str:
+        """The same rule as ``fluxon broker``: the given file, else the default one (":memory:" opts out)."""
+        return default_sessions_path() if self.sessions_path is None else os.fspath(self.sessions_path)
 
     def serve(self) -> int:
         """Run the broker and the workers until Ctrl-C/SIGTERM; 0 after a clean shutdown, 1 when the broker failed."""
@@ -101,7 +99,7 @@ class AsyncServer:
         broker = Broker(BrokerConfig(
             frontend=self._endpoint(self.port), backend=self._endpoint(self.backend_port),
             control=self._endpoint(self.control_port), keys=keys,
-            sessions_path=self._sessions_path(keys), heartbeat_interval_s=self.heartbeat_interval_s,
+            sessions_path=self._sessions_path(), heartbeat_interval_s=self.heartbeat_interval_s,
             heartbeat_liveness=self.heartbeat_liveness, debug=self.debug,
             insecure_bind_anywhere=self.insecure_bind_anywhere, slow_request_ms=self.slow_request_ms,
             metrics_bind=self.metrics_bind))
@@ -209,7 +207,11 @@ def run_server(server: AsyncServer) -> int:
 @click.option("--key-file", type=click.Path(dir_okay=False), default=None,
               help="Deployment private key (else $FLUXON_PRIVATE_KEY or the Router's).")
 @click.option("--insecure", is_flag=True, help="Plain mode: no CURVE (loopback only).")
-@click.option("--heartbeat-interval-s", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--sessions-db", "sessions_path", type=click.Path(dir_okay=False), default=None,
+              help=f"SQLite file sessions persist in, its folder created (default: ${SESSIONS_PATH_ENV} or "
+                   f"{DEFAULT_SESSIONS_PATH}); ':memory:' keeps them in memory only.")
+@click.option("--heartbeat-interval-s", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds between heartbeats between the broker and each worker.")
 @click.option("--debug", is_flag=True, help="Send remote tracebacks to clients.")
 @click.option("--console/--no-console", default=None,
               help="Interactive console on stdin (default: when stdin is a terminal).")
@@ -220,7 +222,7 @@ def run_server(server: AsyncServer) -> int:
               help="Start new workers when a Python file of APP changes (the broker and its sessions stay up).")
 @database_options
 def run_command(app: str, workers: int, port: int, backend_port: int | None, control_port: int | None,
-                host: str, concurrency: int, key_file: str | None, insecure: bool,
+                host: str, concurrency: int, key_file: str | None, insecure: bool, sessions_path: str | None,
                 heartbeat_interval_s: float, debug: bool, console: bool | None,
                 metrics_bind: str | None, slow_request_ms: int | None, reload: bool,
                 database_url: str | None, database_password_file: str | None) -> None:
@@ -230,7 +232,7 @@ def run_command(app: str, workers: int, port: int, backend_port: int | None, con
         apply_database_options(router, database_url, database_password_file)
         server = AsyncServer(port=port, secure=not insecure, router=router, host=host, workers=workers,
                              backend_port=backend_port, control_port=control_port,
-                             concurrency=concurrency, key_file=key_file,
+                             concurrency=concurrency, key_file=key_file, sessions_path=sessions_path,
                              heartbeat_interval_s=heartbeat_interval_s, debug=debug or None,
                              console=console, slow_request_ms=slow_request_ms, metrics_bind=metrics_bind,
                              reload=reload)

@@ -51,3 +51,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite3'}"
     return request.getfixturevalue("pg_server").new_schema_url()
+
+
+@pytest.fixture(autouse=True)
+def _sessions_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brokers persist sessions by default (``.fluxon/sessions.sqlite3`` in their folder): point the
+    default at this test's tmp folder, so tests never share a file nor write into the repository."""
+    monkeypatch.setenv("FLUXON_SESSIONS_DB", str(tmp_path / "default-sessions" / "sessions.sqlite3"))

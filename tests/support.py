@@ -23,15 +23,27 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Sockets that hold the ports :func:`free_port` handed out, open for the life of the test process.
+_RESERVED: list[socket.socket] = []
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 reserved for this test process until it exits.
+
+    "Bind, read the port, close" leaves a window in which another process on a busy
+    machine takes the port. Instead the port stays bound (SO_REUSEADDR, never
+    listening): the kernel hands it to no other ``bind(0)`` and a plain ``bind`` of it
+    fails, while libzmq, which sets SO_REUSEADDR on its listeners, can bind it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)
+    return sock.getsockname()[1]
 
 
 def free_tcp_endpoint() -> str:
-    """``tcp://127.0.0.1:PORT`` with a port that was free a moment ago."""
+    """``tcp://127.0.0.1:PORT`` with a port reserved by :func:`free_port`."""
     return f"tcp://127.0.0.1:{free_port()}"
 
 
