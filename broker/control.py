@@ -39,7 +39,7 @@ from fluxon import protocol as p
 from fluxon.errors import (BadRequest, ConnectionError, FluxonError, ProtocolError, Timeout,
                            Unavailable, error_from_dict)
 from fluxon.security import configure_curve_client
-from fluxon.types import JSONObject, RoutingId
+from fluxon.types import LOG_LEVELS, JSONObject, RoutingId
 
 if TYPE_CHECKING:
     from fluxon.broker.core import Broker
@@ -49,7 +49,6 @@ __all__ = ["COMMANDS", "ADMIN_OPS", "AdminOperation", "ControlError", "run_contr
            "send_control_command"]
 
 ADMIN_OPS = frozenset({"saveschema", "updateschema", "schemas"})
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ControlError(Exception):
@@ -116,8 +115,8 @@ def _debug(broker: Broker, args: JSONObject) -> Any:
 
 def _log_level(broker: Broker, args: JSONObject) -> Any:
     level = str(args.get("level", "")).upper()
-    if level not in _LOG_LEVELS:
-        raise ControlError(BadRequest(f"log-level needs one of {', '.join(_LOG_LEVELS)}"))
+    if level not in LOG_LEVELS:
+        raise ControlError(BadRequest(f"log-level needs one of {', '.join(LOG_LEVELS)}"))
     logging.getLogger("fluxon").setLevel(level)
     return {"level": level}
 

@@ -150,6 +150,8 @@ class Broker:
                         "forgeable by anyone who can reach %s", ", ".join(
                             ep for ep in (self.frontend_endpoint, self.backend_endpoint, self.control_endpoint)
                             if ep))
+        else:  # single-quoted: Z85 keys hold $, ! and #, which a shell would interpret
+            log.info("broker public key (clients' server_key): '%s'", config.keys.broker.public_text)
 
     def stop(self) -> None:
         """Ask ``run()`` to stop gracefully; safe from any thread and from signal handlers."""

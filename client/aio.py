@@ -85,6 +85,7 @@ class AsyncConnectionHandler(BaseClient):
         self._link: _Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
+        self._monitor_fd: int | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._outbox: list[tuple[int, list]] = []
         self._flush_scheduled = False  # a _flush is in the loop's ready queue
@@ -102,6 +103,9 @@ class AsyncConnectionHandler(BaseClient):
         """Call the view mapped to ``route`` with ``payload``; return its result or raise its typed error."""
         timeout_s = self._timeout_for(timeout)
         link = self._open_link()
+        failed = None if link.handshaken else self._handshake_error(link)
+        if failed is not None:
+            raise failed
         request_id = next(self._ids)
         frames = self._encode(request_id, route, payload, timeout_s)
         future = self._loop.create_future()
@@ -129,6 +133,7 @@ class AsyncConnectionHandler(BaseClient):
         if self._link is not None:
             if self._fd is not None and self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._fd)
+                self._loop.remove_reader(self._monitor_fd)
             self._link.close()
             self._link = None
         if self._deadlines is not None:
@@ -153,7 +158,23 @@ class AsyncConnectionHandler(BaseClient):
         self._link = self._new_link()
         self._fd = self._link.sock.getsockopt(zmq.FD)
         loop.add_reader(self._fd, self._drain)
+        self._monitor_fd = self._link.monitor.getsockopt(zmq.FD)
+        loop.add_reader(self._monitor_fd, self._watch_handshake)
         return self._link
+
+    def _watch_handshake(self) -> None:
+        """A failed handshake fails every waiting request at once (even those without a timeout)."""
+        link = self._link
+        if link is None:
+            return
+        failed = self._handshake_error(link)
+        if link.handshaken:
+            self._loop.remove_reader(self._monitor_fd)  # the broker accepted us: nothing more to watch
+            return
+        if failed is not None:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(failed)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:

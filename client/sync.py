@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from fluxon import protocol
-from fluxon.client.base import USE_CLIENT_DEFAULT, BaseClient, UseClientDefault, _Link
+from fluxon.client.base import HANDSHAKE_CHECK_S, USE_CLIENT_DEFAULT, BaseClient, UseClientDefault, _Link
 
 __all__ = ["ConnectionHandler"]
 
@@ -56,15 +56,21 @@ class ConnectionHandler(BaseClient):
         while True:
             # A blocking receive bounded by RCVTIMEO: fewer system calls than poll() then recv().
             wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not link.handshaken:  # wait in slices, watching for a failed handshake
+                wait_ms = int(HANDSHAKE_CHECK_S * 1000) if wait_ms < 0 else min(wait_ms, int(HANDSHAKE_CHECK_S * 1000))
             if wait_ms != link.rcvtimeo_ms:  # usually the same as for the last request: skip the call
                 sock.setsockopt(_RCVTIMEO, wait_ms)
                 link.rcvtimeo_ms = wait_ms
             try:
                 frames = protocol.recv_frames(sock)
             except zmq.Again:
+                failed = None if link.has_handshaken() else self._handshake_error(link)
+                if failed is not None:
+                    raise failed from None
                 if deadline is not None and time.monotonic() >= deadline:
                     raise self._timeout_error(link, route, timeout_s) from None
                 continue
+            link.handshaken = True  # a reply came: no need to watch the monitor any more
             reply = self._decode(frames)
             if reply is not None and reply.request_id == request_id:
                 return self._result(reply)

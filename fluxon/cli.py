@@ -10,14 +10,19 @@ import logging
 
 import click
 
+from fluxon import __version__
+from fluxon.console import SuggestingGroup
 from fluxon.logs import configure_logging, log_options
+from fluxon.types import LOG_LEVELS
 
 __all__ = ["main"]
 
 
-@click.group()
+# help_option_names is inherited by every sub-command's context: `-h` works everywhere.
+@click.group(cls=SuggestingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="fluxon")
 @click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              type=click.Choice(LOG_LEVELS, case_sensitive=False),
               help="Logging level for the fluxon.* loggers.")
 @log_options
 def main(log_level: str, log_format: str | None) -> None:

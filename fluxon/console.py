@@ -13,7 +13,7 @@ Every command talks to the broker through a :class:`ControlTransport` handed dow
 readable tables, or as JSON with ``--json`` (for scripts)::
 
     $ fluxon ctl --key-file deploy.key status
-    uptime        12.4 s
+    uptime_s      12s
     workers       2
     ...
     $ fluxon ctl --key-file deploy.key workers --json
@@ -23,6 +23,7 @@ readable tables, or as JSON with ``--json`` (for scripts)::
 from __future__ import annotations
 
 import atexit
+import difflib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from fluxon.broker.control import send_control_command
 from fluxon.console_render import render_rows, render_sessions, render_status, render_value
 from fluxon.errors import ConfigurationError, ConnectionError as FluxonConnectionError, FluxonError, Timeout
 from fluxon.keys import derive_keys, load_private_key
+from fluxon.types import LOG_LEVELS
 
 __all__ = [
     "DEFAULT_CONTROL_ENDPOINT",
@@ -54,13 +56,13 @@ __all__ = [
     "attach_console",
     "stdin_is_interactive",
     "execute_line",
+    "SuggestingGroup",
 ]
 
 logger = logging.getLogger("fluxon.console")
 
 DEFAULT_CONTROL_ENDPOINT: str = BrokerConfig.control  # the broker's own default
 PROMPT = "fluxon> "
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ControlTransport(Protocol):
@@ -77,15 +79,20 @@ class SocketTransport:
     """The broker's control socket (DEALER, CURVE with the admin keypair when ``keys`` is given)."""
 
     def __init__(self, endpoint: str = DEFAULT_CONTROL_ENDPOINT, *, keys: Any = None,
-                 timeout_s: float = 5.0, admin_timeout_s: float = 120.0) -> None:
+                 timeout_s: float = 5.0, admin_timeout_s: float = 120.0,
+                 load_keys: Callable[[], Any] | None = None) -> None:
         self.endpoint = endpoint
         self.keys = keys
+        # Keys are loaded on the first call, so `--help` of any command needs none.
+        self._load_keys = load_keys
         self.timeout_s = timeout_s
         # Schema jobs wait for in-flight requests and run a migration: the broker gives them
         # its own deadline (BrokerConfig.admin_timeout_s, 60 s) and answers when it passes.
         self.admin_timeout_s = max(timeout_s, admin_timeout_s)
 
     def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
+        if self._load_keys is not None:
+            self.keys, self._load_keys = self._load_keys(), None
         timeout_s = self.admin_timeout_s if command == "admin" else self.timeout_s
         return send_control_command(self.endpoint, command, dict(args or {}), keys=self.keys,
                                     timeout_s=timeout_s)
@@ -141,7 +148,21 @@ def _describe_failure(exc: FluxonError, transport: ControlTransport) -> str:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 
 
-@click.group("console", context_settings={"help_option_names": ["-h", "--help"]})
+class SuggestingGroup(click.Group):
+    """A click group whose unknown-command error names the nearest command (or lists them all)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            known = self.list_commands(ctx)
+            nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
+            hint = f" Did you mean {nearest[0]!r}?" if nearest else ""
+            raise click.UsageError(f"No such command {name!r}.{hint} (commands: {', '.join(known)})", ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group("console", cls=SuggestingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def console_group() -> None:
     """Broker console commands (type `help COMMAND` for one command's options)."""
 
@@ -246,7 +267,7 @@ def debug(console: Console, state: str, as_json: bool) -> None:
 
 
 @console_group.command("log-level")
-@click.argument("level", type=click.Choice(_LOG_LEVELS, case_sensitive=False))
+@click.argument("level", type=click.Choice(LOG_LEVELS, case_sensitive=False))
 @json_option
 @pass_console
 def log_level(console: Console, level: str, as_json: bool) -> None:
@@ -289,7 +310,7 @@ def help_command(context: click.Context, command: str | None) -> None:
 
 # --------------------------------------------------------------------------- fluxon ctl
 
-@click.group("ctl", commands=console_group.commands, invoke_without_command=True,
+@click.group("ctl", cls=SuggestingGroup, commands=console_group.commands, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--control", "endpoint", default=DEFAULT_CONTROL_ENDPOINT, show_default=True,
               envvar="FLUXON_CONTROL", help="The broker's control endpoint.")
@@ -308,9 +329,8 @@ def ctl(context: click.Context, endpoint: str, key_file: str | None, insecure: b
     Without a COMMAND, open the interactive console on that broker (the same commands,
     one per line, until `stop` or Ctrl-D).
     """
-    needs_broker = context.invoked_subcommand != "help"  # help works without a key
-    keys = _load_admin_keys(key_file) if needs_broker and not insecure else None
-    transport = SocketTransport(endpoint, keys=keys, timeout_s=timeout_s)
+    transport = SocketTransport(endpoint, timeout_s=timeout_s,
+                                load_keys=None if insecure else lambda: _load_admin_keys(key_file))
     context.obj = Console(transport, json_output=as_json)
     if context.invoked_subcommand is None:
         run_console(transport, banner=f"fluxon console on {endpoint} (type `help`; Ctrl-D leaves)",

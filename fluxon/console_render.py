@@ -128,11 +128,13 @@ def _readable_session(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
+    """The one uptime format: ``42s``, ``3m12s``, ``1h02m05s``, ``2d 1h02m05s``."""
+    minutes, secs = divmod(int(max(0.0, seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
+    if not (days or hours or minutes):
+        return f"{secs}s"
+    if not (days or hours):
+        return f"{minutes}m{secs:02d}s"
     text = f"{hours:d}h{minutes:02d}m{secs:02d}s"
     return f"{days}d {text}" if days else text

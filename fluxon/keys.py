@@ -188,7 +188,14 @@ def load_private_key(key_file: str | os.PathLike | None = None,
 
 
 def _create_secret_file(path: Path, content: str, *, overwrite: bool) -> None:
-    """Write ``content`` to a new file created with mode 0600 (never briefly world-readable)."""
+    """Write ``content`` to a new file created with mode 0600 (never briefly world-readable).
+
+    Missing folders on the way are created (``fluxon keygen --out school/deploy.key`` in a new project).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the folder {str(path.parent)!r}: {exc.strerror}") from None
     if path.exists() or path.is_symlink():
         if not overwrite:
             raise ConfigurationError(f"{str(path)!r} already exists; refusing to overwrite it "

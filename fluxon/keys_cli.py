@@ -29,7 +29,7 @@ _ROLES = ("broker", "worker", "admin")
               help="Write the key to this file (created with mode 0600) instead of printing it.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it already exists.")
 def keygen(out_path: str | None, force: bool) -> None:
-    """Make a new deployment private key (32 random bytes, urlsafe base64)."""
+    """Make a new deployment private key (32 random bytes, urlsafe base64); --out creates missing folders."""
     key = generate_private_key()
     if out_path is None:
         click.echo(key)
@@ -39,7 +39,8 @@ def keygen(out_path: str | None, force: bool) -> None:
     except (ConfigurationError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote a new private key to {out_path} (mode 0600)", err=True)
-    click.echo(f"broker public key: {derive_keys(key).broker.public_text}", err=True)
+    # Z85 keys contain $, !, ( and #: single quotes keep a shell from reading them.
+    click.echo(f"broker public key: '{derive_keys(key).broker.public_text}'", err=True)
 
 
 @click.command("pubkey")

@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import zmq
 
-__all__ = ["RoutingId", "RequestId", "JobId", "Body", "Frame", "Frames", "JSONObject"]
+__all__ = ["RoutingId", "RequestId", "JobId", "Body", "Frame", "Frames", "JSONObject", "LOG_LEVELS"]
 
 #: The identity a ROUTER socket prepends to every message from a peer.
 RoutingId = bytes
@@ -28,3 +28,5 @@ Frame = Union[bytes, memoryview, zmq.Frame]
 Frames = Sequence[Frame]
 #: A decoded JSON object (session context, READY info, control arguments and results).
 JSONObject = dict[str, Any]
+#: The log-level names every command accepts (`--log-level`, the console's `log-level`, the control socket).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -51,8 +51,10 @@ def apply_database_options(router: Router, url: str | None, password_file: str |
 @click.option("--key-file", type=click.Path(dir_okay=False), default=None,
               help="File holding the deployment private key (else $FLUXON_PRIVATE_KEY or the Router's).")
 @click.option("--insecure", is_flag=True, help="Plain mode: no CURVE encryption (local development).")
-@click.option("--heartbeat-interval-s", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
-@click.option("--heartbeat-liveness", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option("--heartbeat-interval-s", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds between heartbeats to the broker (match the broker's).")
+@click.option("--heartbeat-liveness", default=3, show_default=True, type=click.IntRange(1, 100),
+              help="Missed heartbeat intervals after which the broker is taken as gone and the worker reconnects.")
 @click.option("--shutdown-timeout-s", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="How long in-flight requests may take to finish on SIGTERM.")
 @click.option("--max-message-bytes", default=MAX_MESSAGE_BYTES, show_default=True,
