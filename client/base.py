@@ -286,7 +286,7 @@ class BaseClient:
             text = f"{where}: the broker requires CURVE; pass server_key= (the broker's public key, `fluxon pubkey`)"
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             text = (f"{where}: the broker refused this client's key ({self.client_public_key}); "
-                    "check the broker's --allow-clients folder")
+                    "check that it is allowed (the broker's --allow-clients folder)")
         elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
             text = f"{where}: this client uses CURVE but the broker is plain (--insecure); drop server_key"
         else:  # a CURVE server drops a HELLO it cannot decrypt, and a plain broker any CURVE HELLO

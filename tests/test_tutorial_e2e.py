@@ -85,3 +85,33 @@ def _pids_mentioning(text: str) -> list[int]:
         if text in cmdline and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def test_the_tutorial_pages_own_files_serve_its_client_gh11(procs, tmp_path):
+    """docs/tutorial.md's files and commands as written (its servers on free ports): the printed
+    session matches the page's transcript."""
+    from support import free_tcp_endpoint
+    from test_docs import extract_blocks
+    from test_tutorial_support import Deployment
+
+    blocks = extract_blocks(REPO_ROOT / "docs" / "tutorial.md")
+    for block in blocks:
+        if block.kind == "file":
+            (tmp_path / block.path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / block.path).write_text(block.code)
+    env = {"PYTHONPATH": str(tmp_path)}
+    key_file = tmp_path / "school" / "fluxon.key"
+    run_cli("keygen", "--out", str(key_file), cwd=tmp_path)
+    run_cli("schema", "save", APP, cwd=tmp_path, env=env)
+    run_cli("schema", "apply", "1", APP, cwd=tmp_path, env=env)
+    dep = Deployment(procs, tmp_path, key_file, free_tcp_endpoint(), free_tcp_endpoint(), free_tcp_endpoint())
+    dep.start_broker()
+    dep.start_worker(name="worker1")
+    dep.start_worker(name="worker2")
+    (tmp_path / "school" / "broker.pub").write_text(dep.server_key())
+    session = subprocess.run([sys.executable, "-m", "school.client", "--port", str(dep.port),
+                              "--server-key-file", "school/broker.pub"],
+                             cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert session.returncode == 0, session.stdout + session.stderr
+    transcript = next(b.code for b in blocks if b.kind == "text" and "refused as expected" in b.code)
+    assert session.stdout.splitlines() == transcript.splitlines()

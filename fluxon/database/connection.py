@@ -17,7 +17,7 @@ from contextlib import ContextDecorator
 from typing import Any
 
 from fluxon.database.violations import integrity_error
-from fluxon.errors import DatabaseError
+from fluxon.errors import ConfigurationError, DatabaseError
 from fluxon.private_files import prepare_private_database
 
 __all__ = ["ConnectionManager", "Atomic", "translate_error", "open_connection"]
@@ -52,6 +52,11 @@ def open_connection(path: str, *, timeout_s: float = 30.0, synchronous: str = "N
     """A new connection with Fluxon's pragmas (WAL, foreign keys, busy timeout)."""
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+    if path != ":memory:" and not path.startswith("file:"):
+        try:  # SQLite creates the file but not its folder
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the folder of the database {path!r}: {exc}") from exc
     try:
         prepare_private_database(path)  # 0600 whatever the umask; its -wal/-shm follow its mode
         conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None,

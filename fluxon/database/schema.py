@@ -272,6 +272,7 @@ def _database(db_path: str | os.PathLike, *, create: bool) -> Iterator[sqlite3.C
         if not create and not Path(db_path).exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
         else:
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)   # SQLite creates the file, not its folder
             prepare_private_database(db_path)
             conn = sqlite3.connect(os.fspath(db_path), isolation_level=None, timeout=30.0)
             conn.execute("PRAGMA busy_timeout = 30000")
