@@ -105,7 +105,11 @@ def roundtrip(broker: Broker, domain: str, ctx: zmq.Context, client: CurveKeyPai
     try:
         configure_curve_client(sock, server_public or broker.keys.broker.public, client)
         sock.connect(broker.endpoints[domain])
-        sock.send(b"ping")
+        sock.sndtimeo = wait_ms  # a refused handshake may leave no pipe to queue on: never block forever
+        try:
+            sock.send(b"ping")
+        except zmq.Again:
+            return None
         server = broker.sockets[domain]
         if not server.poll(wait_ms):
             return None
