@@ -48,6 +48,10 @@ log = logging.getLogger("fluxon.broker")
               show_default=True, help="Seconds between heartbeats to each worker.")
 @click.option("--heartbeat-liveness", type=click.IntRange(min=1), default=BrokerConfig.heartbeat_liveness,
               show_default=True, help="Missed heartbeat intervals after which a silent worker is removed.")
+@click.option("--no-worker-grace-s", type=click.FloatRange(min=0), default=BrokerConfig.no_worker_grace_s,
+              show_default=True,
+              help="With no worker registered this long (after start or after the last one left), requests "
+                   "get Unavailable at once instead of waiting.")
 @click.option("--max-queue", type=click.IntRange(min=0), default=BrokerConfig.max_queue, show_default=True,
               help="Requests waiting for a worker before clients get Overloaded.")
 @click.option("--max-message-bytes", type=click.IntRange(min=1024), default=BrokerConfig.max_message_bytes,
@@ -64,7 +68,7 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
                    insecure_bind_anywhere: bool, allow_clients_dir: str | None,
                    trusted_clients_dir: str | None, sessions_path: str | None, session_idle_timeout_s: float,
                    session_lifetime_s: float, max_sessions: int, heartbeat_interval_s: float,
-                   heartbeat_liveness: int, max_queue: int, max_message_bytes: int,
+                   heartbeat_liveness: int, no_worker_grace_s: float, max_queue: int, max_message_bytes: int,
                    console: bool | None, debug: bool, metrics_bind: str | None,
                    slow_request_ms: int | None, limits: BrokerLimits) -> None:
     """Run the broker: route client requests to workers, own sessions, answer the control socket."""
@@ -89,8 +93,9 @@ def broker_command(frontend: str, backend: str, control: str, key_file: str | No
         sessions_path=default_sessions_path() if sessions_path is None else sessions_path,
         session_idle_timeout_s=session_idle_timeout_s,
         session_lifetime_s=session_lifetime_s, max_sessions=max_sessions, heartbeat_interval_s=heartbeat_interval_s,
-        heartbeat_liveness=heartbeat_liveness, max_queue=max_queue, max_message_bytes=max_message_bytes,
-        debug=debug, metrics_bind=metrics_bind, slow_request_ms=slow_request_ms, limits=limits,
+        heartbeat_liveness=heartbeat_liveness, no_worker_grace_s=no_worker_grace_s, max_queue=max_queue,
+        max_message_bytes=max_message_bytes, debug=debug, metrics_bind=metrics_bind,
+        slow_request_ms=slow_request_ms, limits=limits,
         insecure_bind_anywhere=insecure_bind_anywhere)
     try:
         broker = Broker(config)

@@ -57,8 +57,11 @@ class BrokerConfig:
     insecure_bind_anywhere: bool = False
     #: How long a graceful stop waits for in-flight requests before answering them Unavailable.
     stop_timeout_s: float = 10.0
-    #: How long an ``admin`` control command waits for in-flight jobs and a worker.
+    #: How long an ``admin`` control command waits for in-flight jobs and a worker (unless it asks less).
     admin_timeout_s: float = 60.0
+    #: With no worker registered for this long (since start, or since the last one left), requests
+    #: get Unavailable at once; until then they wait, so restarting workers turn into no errors.
+    no_worker_grace_s: float = 5.0
     #: Session housekeeping: purge expired sessions / persist last-seen times this often.
     session_purge_interval_s: float = 60.0
     session_flush_interval_s: float = 5.0
@@ -98,6 +101,8 @@ class BrokerConfig:
         """Refuse settings that cannot work or that would expose plain traffic."""
         if self.heartbeat_interval_s <= 0 or self.heartbeat_liveness < 1:
             raise ConfigurationError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 1")
+        if self.no_worker_grace_s < 0:
+            raise ConfigurationError("no_worker_grace_s must be >= 0")
         if self.max_queue < 0:
             raise ConfigurationError("max_queue must be >= 0")
         if self.session_idle_timeout_s <= 0 or self.session_lifetime_s <= 0 or self.max_sessions < 1:

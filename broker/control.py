@@ -38,6 +38,7 @@ import zmq
 from fluxon import protocol as p
 from fluxon.errors import (BadRequest, ConnectionError, FluxonError, ProtocolError, Timeout,
                            Unavailable, error_from_dict)
+from fluxon.handshake import HandshakeWatch, describe_handshake_failure
 from fluxon.security import configure_curve_client
 from fluxon.types import LOG_LEVELS, JSONObject, RoutingId
 
@@ -49,6 +50,10 @@ __all__ = ["COMMANDS", "ADMIN_OPS", "AdminOperation", "ControlError", "run_contr
            "send_control_command"]
 
 ADMIN_OPS = frozenset({"saveschema", "updateschema", "schemas"})
+#: Admin operations that only read: dispatch goes on while one runs.
+READ_ONLY_ADMIN_OPS = frozenset({"schemas"})
+#: The longest deadline an ``admin`` command may ask for (``{"timeout_s": ...}``).
+_MAX_ADMIN_TIMEOUT_S = 24 * 3600.0
 
 
 class ControlError(Exception):
@@ -72,6 +77,7 @@ class AdminOperation:
         self.deadline = deadline
         self.job_id: int | None = None
         self.worker: RoutingId | None = None
+        self.read_only = op.get("op") in READ_ONLY_ADMIN_OPS
 
 
 def _status(broker: Broker, args: JSONObject) -> Any:
@@ -177,7 +183,10 @@ def _admin(broker: Broker, client: RoutingId, command: p.ControlCommand) -> Any:
         raise ControlError(BadRequest(f"admin needs an 'op' among {', '.join(sorted(ADMIN_OPS))}"))
     if broker.admin_running:
         raise ControlError(Unavailable("another admin operation is running"))
-    deadline = time.monotonic() + broker.config.admin_timeout_s
+    timeout_s = command.args.get("timeout_s", broker.config.admin_timeout_s)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= _MAX_ADMIN_TIMEOUT_S:
+        raise ControlError(BadRequest(f"admin 'timeout_s' must be a number of seconds in (0, {_MAX_ADMIN_TIMEOUT_S:.0f}]"))
+    deadline = time.monotonic() + timeout_s
     broker.begin_admin(AdminOperation(client, command.command_id, dict(command.args), deadline))
     return AdminOperation.PENDING
 
@@ -200,23 +209,48 @@ def send_control_command(endpoint: str, command: str, args: JSONObject | None = 
         sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE_BYTES)
         if keys is not None:
             configure_curve_client(sock, keys.broker.public, keys.admin)
+        watch = HandshakeWatch(sock)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
+            watch.close()
             raise ConnectionError(f"cannot connect to {endpoint}: {exc}") from exc
-        sock.send_multipart(p.encode_control_command(command_id, command, args))
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining_ms = (deadline - time.monotonic()) * 1000
-            if remaining_ms <= 0 or not sock.poll(remaining_ms):
+        try:
+            return _await_result(sock, watch, endpoint, command_id, command, args, keys, timeout_s)
+        finally:
+            sock.disable_monitor()
+            watch.close()
+
+
+def _await_result(sock: zmq.Socket, watch: HandshakeWatch, endpoint: str, command_id: int, command: str,
+                  args: JSONObject | None, keys: DeploymentKeys | None, timeout_s: float) -> Any:
+    """Send the command and wait for its RESULT, or for the handshake to fail."""
+    sock.send_multipart(p.encode_control_command(command_id, command, args))
+    deadline = time.monotonic() + timeout_s
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(watch.monitor, zmq.POLLIN)
+    while True:
+        remaining_ms = (deadline - time.monotonic()) * 1000
+        ready = dict(poller.poll(remaining_ms)) if remaining_ms > 0 else {}
+        if watch.monitor in ready and watch.failed():
+            raise ConnectionError(describe_handshake_failure(
+                watch.failure, where=f"the handshake with the broker's control socket at {endpoint}",
+                side="console", secure=keys is not None,
+                key_check="--key-file is this deployment's private key (the one the broker was given)",
+                plain_fix="give --key-file FILE (or set FLUXON_PRIVATE_KEY) instead of --insecure"),
+                details={"endpoint": endpoint})
+        if sock not in ready:
+            if remaining_ms <= 0 or time.monotonic() >= deadline:
                 raise Timeout(f"no answer from the broker's control socket at {endpoint} "
                               f"within {timeout_s:g} s")
-            try:
-                result = p.decode_control_result(sock.recv_multipart())
-            except ProtocolError:
-                continue
-            if result.command_id != command_id:
-                continue
-            if result.status == p.STATUS_OK:
-                return result.data
-            raise error_from_dict(result.data)
+            continue
+        try:
+            result = p.decode_control_result(sock.recv_multipart())
+        except ProtocolError:
+            continue
+        if result.command_id != command_id:
+            continue
+        if result.status == p.STATUS_OK:
+            return result.data
+        raise error_from_dict(result.data)

@@ -35,6 +35,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from fluxon import protocol as p
+from fluxon.broker.availability import WorkerAbsence
 from fluxon.broker.config import BrokerConfig
 from fluxon.broker.control import AdminOperation, ControlError, run_control_command
 from fluxon.broker.metrics import BrokerMetrics, MetricsServer, make_registry, render_text
@@ -92,6 +93,8 @@ class Broker:
         self._stop_deadline = 0.0
         self._admin: AdminOperation | None = None
         self._started_at = time.monotonic()
+        self._absence = WorkerAbsence(config.no_worker_grace_s, self._started_at)
+        self.connections_closed = 0     # peers that left: counted, but not an error
         self._requests_total = 0
         self._rate_samples: deque[tuple[float, int]] = deque()
         self.error_counts: Counter[str] = Counter()
@@ -103,7 +106,7 @@ class Broker:
         self._guard = MessageGuard(self.error_counts, ThrottledLog("exceptions survived", logging.ERROR))
         self._receivers: dict[str, FrameReceiver] = {}  # by socket name: frames capped per message
         self._drop_log = ThrottledLog("malformed messages dropped")
-        self._disconnect_log = ThrottledLog("connections closed", logging.INFO)
+        self._disconnect_log = ThrottledLog("connections closed", logging.DEBUG)
         self._monitors: dict[zmq.Socket, str] = {}
         self._readiness: SocketReadiness | None = None
         self._outbox: list[tuple[zmq.Socket, RoutingId, list, Job | None]] = []  # see _flush
@@ -150,8 +153,6 @@ class Broker:
                         "forgeable by anyone who can reach %s", ", ".join(
                             ep for ep in (self.frontend_endpoint, self.backend_endpoint, self.control_endpoint)
                             if ep))
-        else:  # single-quoted: Z85 keys hold $, ! and #, which a shell would interpret
-            log.info("broker public key (clients' server_key): '%s'", config.keys.broker.public_text)
 
     def stop(self) -> None:
         """Ask ``run()`` to stop gracefully; safe from any thread and from signal handlers."""
@@ -179,8 +180,10 @@ class Broker:
                       "purge": now + self.config.session_purge_interval_s,
                       "flush": now + self.config.session_flush_interval_s}
         public_key = self.config.keys.broker.public_text if self.config.keys is not None else None
+        # Single-quoted: Z85 keys hold $, !, ( and #, which a shell would interpret.
         log.info("broker ready frontend=%s backend=%s control=%s public_key=%s", self.frontend_endpoint,
-                 self.backend_endpoint, self.control_endpoint or "-", public_key or "- (plain mode)",
+                 self.backend_endpoint, self.control_endpoint or "-",
+                 f"'{public_key}'" if public_key else "- (plain mode)",
                  extra={"frontend": self.frontend_endpoint, "backend": self.backend_endpoint,
                         "control": self.control_endpoint, "public_key": public_key,
                         "metrics": self.metrics_url})
@@ -295,7 +298,10 @@ class Broker:
                   request.payload, context, session, deadline)
         job.received_at = now
         self._next_job_id += 1
-        if self._queue or self._paused or self._admin is not None or not self._dispatch(job):
+        if self._queue or self._paused or self._admin_holds() or not self._dispatch(job):
+            if self._absence.refuses(len(self._workers), time.monotonic()):
+                self._reply_error(client, request.request_id, self._absence.error(time.monotonic()))
+                return
             if not self._queue.push(job):
                 self._queue_full(job, key)
 
@@ -416,7 +422,7 @@ class Broker:
     def _pump(self) -> None:
         """Hand queued jobs to workers while some have credit (not while paused or an admin job waits)."""
         queue = self._queue
-        if not queue or self._paused or self._admin is not None:  # after every backend drain: usually empty
+        if not queue or self._paused or self._admin_holds():  # after every backend drain: usually empty
             return
         now = time.monotonic()
         while queue and self._workers.has_ready():
@@ -427,6 +433,23 @@ class Broker:
             if not self._dispatch(job):
                 queue.push_front(job)
                 return
+
+    def _admin_holds(self) -> bool:
+        """True while an admin operation that writes (saveschema, updateschema) holds dispatch."""
+        return self._admin is not None and not self._admin.read_only
+
+    def _refuse_absent(self, now: float) -> None:
+        """With no worker: answer the queued jobs Unavailable once the grace passed, or just before
+        their deadline (see :mod:`fluxon.broker.availability`)."""
+        count = len(self._workers)
+        if count or not self._queue:
+            return
+        if self._absence.refuses(count, now):
+            doomed = self._queue.take_all()
+        else:  # two ticks ahead: the client would give up before the next tick could answer
+            doomed = self._queue.take_due(now + 2 * self.config.heartbeat_interval_s)
+        for job in doomed:
+            self._reply_error(job.client, job.request_id, self._absence.error(now))
 
     def _expire(self, job: Job) -> None:
         """Answer a queued job whose client deadline passed with ``Timeout``; it never runs."""
@@ -471,6 +494,7 @@ class Broker:
         worker, replaced = self._workers.register(rid, ready.credit, ready.info, time.monotonic())
         if replaced is not None:
             self._settle_lost_jobs(replaced, "re-registered")
+        self._absence.update(len(self._workers), time.monotonic())
         log.info("worker %s registered: pid=%s host=%s credit=%d", rid.hex(), ready.info.get("pid"),
                  ready.info.get("host"), ready.credit)
 
@@ -511,6 +535,7 @@ class Broker:
     def _remove_worker(self, worker: WorkerState, why: str) -> None:
         if self._workers.remove(worker.routing_id) is None:
             return
+        self._absence.update(len(self._workers), time.monotonic())
         log.info("worker %s removed (%s) with %d job(s) in flight", worker.routing_id.hex(), why,
                  len(worker.in_flight))
         self._settle_lost_jobs(worker, why)
@@ -551,6 +576,7 @@ class Broker:
                 self._remove_worker(worker, "unreachable")
         for job in self._queue.take_expired(now):
             self._expire(job)
+        self._refuse_absent(now)
         self._rate_samples.append((now, self._requests_total))
         while self._rate_samples and now - self._rate_samples[0][0] > _RATE_WINDOW_S:
             self._rate_samples.popleft()
@@ -563,17 +589,19 @@ class Broker:
         self._drop_log.log("dropped malformed message on %s from %s: %s", socket_name, peer.hex(), why)
 
     def _drain_monitor(self, monitor: zmq.Socket, name: str) -> None:
-        """Log connections libzmq closed: a peer left, or sent a message over max_message_bytes."""
+        """Count connections libzmq closed: mostly a peer that left, which is no error (no INFO line,
+        nothing under ``errors``); the DEBUG line names the other cause, an oversized message."""
         while True:
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.error_counts["disconnects"] += 1
-            self._disconnect_log.log("connection closed on %s socket (%s): peer left or sent a message over "
-                                     "max_message_bytes=%d", name,
-                                     event.get("endpoint", b"").decode(errors="replace"),
-                                     self.config.max_message_bytes)
+            self.connections_closed += 1
+            if log.isEnabledFor(logging.DEBUG):
+                self._disconnect_log.log("connection closed on %s socket (%s): the peer left, or sent a "
+                                         "message over max_message_bytes=%d", name,
+                                         event.get("endpoint", b"").decode(errors="replace"),
+                                         self.config.max_message_bytes)
 
     def _drain_wake(self) -> None:
         for _ in p.receive_waiting(self._wake):
@@ -620,11 +648,13 @@ class Broker:
     def _advance_admin(self, now: float) -> None:
         admin = self._admin
         if admin.job_id is None:
-            if now >= admin.deadline:
+            if self._absence.refuses(len(self._workers), now):
+                self._end_admin(p.STATUS_ERROR, self._absence.error(now, admin.op.get("op")).to_dict())
+            elif now >= admin.deadline:
                 self._end_admin(p.STATUS_ERROR, Timeout("admin operation timed out waiting for "
                                                         "in-flight requests and a worker").to_dict())
-            elif self._workers.in_flight_count() == 0 and len(self._workers):
-                worker = self._workers.next_ready()
+            elif len(self._workers) and (admin.read_only or self._workers.in_flight_count() == 0):
+                worker = self._workers.next_ready() or (next(iter(self._workers)) if admin.read_only else None)
                 job_id, self._next_job_id = self._next_job_id, self._next_job_id + 1
                 if worker is not None and self._send_worker(worker.routing_id, p.encode_admin(job_id, admin.op)):
                     admin.job_id, admin.worker = job_id, worker.routing_id
@@ -724,7 +754,7 @@ class Broker:
             "workers": len(self._workers), "in_flight": self._workers.in_flight_count(),
             "queue_depth": len(self._queue), "max_queue": self._queue.max_len,
             "requests_total": self._requests_total, "requests_per_s": round(rate, 1),
-            "errors": dict(self.error_counts),
+            "errors": dict(self.error_counts), "connections_closed": self.connections_closed,
             "sessions": len(self._sessions),
             "draining": self._paused, "stopping": self._stopping, "admin_running": self._admin is not None,
             "debug": self.config.debug,

@@ -201,13 +201,17 @@ class RequestQueue:
 
     def take_expired(self, now: float) -> list[Job]:
         """Remove and return the jobs whose client deadline has passed."""
-        if not any(j.deadline is not None and j.deadline <= now for j in self._jobs):
+        return self.take_due(now)
+
+    def take_due(self, before: float) -> list[Job]:
+        """Remove and return the jobs whose client deadline comes at or before ``before``."""
+        if not any(j.deadline is not None and j.deadline <= before for j in self._jobs):
             return []
-        expired = [j for j in self._jobs if j.deadline is not None and j.deadline <= now]
-        self._jobs = deque(j for j in self._jobs if j.deadline is None or j.deadline > now)
-        for job in expired:
+        due = [j for j in self._jobs if j.deadline is not None and j.deadline <= before]
+        self._jobs = deque(j for j in self._jobs if j.deadline is None or j.deadline > before)
+        for job in due:
             self._count(job, -1)
-        return expired
+        return due
 
     def take_all(self) -> list[Job]:
         """Empty the queue, returning what was in it."""

@@ -168,7 +168,7 @@ class AsyncConnectionHandler(BaseClient):
         if link is None:
             return
         failed = self._handshake_error(link)
-        if link.handshaken:
+        if link.has_handshaken():
             self._loop.remove_reader(self._monitor_fd)  # the broker accepted us: nothing more to watch
             return
         if failed is not None:

@@ -15,11 +15,11 @@ import os
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from fluxon import protocol
 from fluxon.errors import (BadRequest, ConfigurationError, ConnectionError, FluxonError, InvalidSession,
                            SerializationError, Timeout, decode_error)
+from fluxon.handshake import HandshakeWatch, describe_handshake_failure
 from fluxon.keys import CurveKeyPair, generate_client_keypair, is_z85_key, load_client_keypair, read_public_key
 from fluxon.security import configure_curve_client
 from fluxon.serialization import DecodeLimits, dumps, loads_restricted, loads_trusted
@@ -77,62 +77,42 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-#: A connection dropped mid-handshake this many times in a row is a refused key, not a restart.
-_DROPS_BEFORE_FAILING = 2
 #: While no handshake has succeeded, the blocking client looks at its monitor this often.
 HANDSHAKE_CHECK_S = 0.05
 
 
 class _Link:
-    """One DEALER plus its monitor, which tells "no broker / wrong key" apart from a slow reply.
-
-    The monitor reports libzmq's handshake events: a CURVE server that cannot decrypt the
-    HELLO (wrong ``server_key``) drops the connection mid-handshake (FAILED_NO_DETAIL, again
-    at every reconnect), plain against CURVE is a mechanism mismatch (FAILED_PROTOCOL), and a
-    key the broker's ZAP refuses is FAILED_AUTH.
-    """
+    """One DEALER plus its monitor, which tells "no broker / wrong key" apart from a slow reply
+    (see :mod:`fluxon.handshake`)."""
 
     def __init__(self, sock: zmq.Socket, endpoint: str) -> None:
         self.sock = sock
-        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED)
+        self.watch = HandshakeWatch(sock)
         sock.connect(endpoint)
         self.handshaken = False
-        self.failure: tuple[int, int] | None = None  # (event, value) that ended all hope of a handshake
-        self._drops = 0
         self.rcvtimeo_ms = -1  # the socket's ZMQ_RCVTIMEO (libzmq's default), kept by the blocking client
+
+    @property
+    def monitor(self) -> zmq.Socket:
+        return self.watch.monitor
 
     def has_handshaken(self) -> bool:
         """True once a ZMTP (and CURVE) handshake with the broker has succeeded."""
         if not self.handshaken:
-            self.read_events()
+            self.watch.read_events()
+            self.handshaken = self.watch.handshaken
         return self.handshaken
 
-    def read_events(self) -> None:
-        """Take the monitor's waiting events: a success, or a failure that repeats."""
-        try:
-            while True:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
-                kind, value = event["event"], event["value"]
-                if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                    self.handshaken, self.failure, self._drops = True, None, 0
-                elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                    self._drops += 1
-                    if self._drops >= _DROPS_BEFORE_FAILING and self.failure is None:
-                        self.failure = (kind, value)
-                else:  # the most telling event: kept over the drops that follow it
-                    self.failure = (kind, value)
-                log.debug("handshake event %s (value %s)", kind, value)
-        except zmq.Again:
-            pass
+    def failed(self) -> bool:
+        """True once the handshake has failed for good."""
+        return not self.handshaken and self.watch.failed()
 
     def close(self) -> None:
         try:
             self.sock.disable_monitor()
         except zmq.ZMQError:
             pass
-        self.monitor.close(linger=0)
+        self.watch.close()
         self.sock.close(linger=0)
 
 
@@ -277,23 +257,14 @@ class BaseClient:
 
     def _handshake_error(self, link: _Link) -> ConnectionError | None:
         """The error that names the key to check once the handshake has failed for good, else None."""
-        link.read_events()
-        if link.failure is None or link.handshaken:
+        if not link.failed():
             return None
-        kind, value = link.failure
-        where = f"the handshake with the broker at {self.endpoint} failed"
-        if not self.secure:  # whatever the event (a mismatch, or the broker closing first): plain vs CURVE
-            text = f"{where}: the broker requires CURVE; pass server_key= (the broker's public key, `fluxon pubkey`)"
-        elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            text = (f"{where}: the broker refused this client's key ({self.client_public_key}); "
-                    "check that it is allowed (the broker's --allow-clients folder)")
-        elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-            text = f"{where}: this client uses CURVE but the broker is plain (--insecure); drop server_key"
-        else:  # a CURVE server drops a HELLO it cannot decrypt, and a plain broker any CURVE HELLO
-            text = (f"{where}: the broker did not accept the key exchange; check that server_key is "
-                    "this broker's public key (`fluxon pubkey --key-file` of its deployment key) and that "
-                    "the broker is not running --insecure")
-        return ConnectionError(text, details={"endpoint": self.endpoint, "handshake_event": kind})
+        text = describe_handshake_failure(
+            link.watch.failure, where=f"the handshake with the broker at {self.endpoint}", side="client",
+            secure=self.secure, own_key=self.client_public_key,
+            key_check="server_key is this broker's public key (`fluxon pubkey --key-file` of its deployment key)",
+            plain_fix="pass server_key= (the broker's public key, `fluxon pubkey`)")
+        return ConnectionError(text, details={"endpoint": self.endpoint, "handshake_event": link.watch.failure[0]})
 
     def _timeout_error(self, link: _Link, route: str, timeout_s: float | None) -> FluxonError:
         if link.has_handshaken():

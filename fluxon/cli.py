@@ -6,14 +6,27 @@ broken import fails loudly instead of hiding a command.
 
 from __future__ import annotations
 
-import logging
+import signal
+import sys
+from typing import Any
 
-import click
 
-from fluxon import __version__
-from fluxon.console import SuggestingGroup
-from fluxon.logs import configure_logging, log_options
-from fluxon.types import LOG_LEVELS
+def _interrupted_while_starting(signum: int, frame: Any) -> None:
+    """Ctrl-C while the commands are still being imported: leave quietly, not with a traceback."""
+    sys.exit(130)
+
+
+# Installed before the imports below (which take a while on a busy machine); main() puts Python's
+# own handler back, so commands see KeyboardInterrupt as usual (click prints "Aborted!").
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import click  # noqa: E402
+
+from fluxon import __version__  # noqa: E402
+from fluxon.console import SuggestingGroup  # noqa: E402
+from fluxon.logs import configure_logging, log_options  # noqa: E402
+from fluxon.types import LOG_LEVELS  # noqa: E402
 
 __all__ = ["main"]
 
@@ -27,6 +40,8 @@ __all__ = ["main"]
 @log_options
 def main(log_level: str, log_format: str | None) -> None:
     """Fluxon: broker, workers, clients and schema tools."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     configure_logging(log_level.upper(), log_format)
 
 

@@ -63,6 +63,11 @@ logger = logging.getLogger("fluxon.console")
 
 DEFAULT_CONTROL_ENDPOINT: str = BrokerConfig.control  # the broker's own default
 PROMPT = "fluxon> "
+#: How much longer than an admin command's deadline the console waits for the broker's answer.
+_ADMIN_ANSWER_MARGIN_S = 2.0
+#: `fluxon ctl`'s waits when --timeout-s is not given: a command, and an admin operation.
+_COMMAND_TIMEOUT_S = 10.0
+_ADMIN_TIMEOUT_S = 60.0
 
 
 class ControlTransport(Protocol):
@@ -79,23 +84,27 @@ class SocketTransport:
     """The broker's control socket (DEALER, CURVE with the admin keypair when ``keys`` is given)."""
 
     def __init__(self, endpoint: str = DEFAULT_CONTROL_ENDPOINT, *, keys: Any = None,
-                 timeout_s: float = 5.0, admin_timeout_s: float = 120.0,
+                 timeout_s: float = 5.0, admin_timeout_s: float = 60.0,
                  load_keys: Callable[[], Any] | None = None) -> None:
         self.endpoint = endpoint
         self.keys = keys
         # Keys are loaded on the first call, so `--help` of any command needs none.
         self._load_keys = load_keys
         self.timeout_s = timeout_s
-        # Schema jobs wait for in-flight requests and run a migration: the broker gives them
-        # its own deadline (BrokerConfig.admin_timeout_s, 60 s) and answers when it passes.
-        self.admin_timeout_s = max(timeout_s, admin_timeout_s)
+        # Schema jobs wait for in-flight requests and run a migration: the broker is given the
+        # same deadline (the command's "timeout_s") and answers when it passes, so the answer
+        # (a Timeout that says what it waited for) arrives before this client gives up.
+        self.admin_timeout_s = admin_timeout_s
 
     def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
         if self._load_keys is not None:
             self.keys, self._load_keys = self._load_keys(), None
-        timeout_s = self.admin_timeout_s if command == "admin" else self.timeout_s
-        return send_control_command(self.endpoint, command, dict(args or {}), keys=self.keys,
-                                    timeout_s=timeout_s)
+        args = dict(args or {})
+        timeout_s = self.timeout_s
+        if command == "admin":
+            args.setdefault("timeout_s", self.admin_timeout_s)
+            timeout_s = self.admin_timeout_s + _ADMIN_ANSWER_MARGIN_S
+        return send_control_command(self.endpoint, command, args, keys=self.keys, timeout_s=timeout_s)
 
     def describe(self) -> str:
         return f"the broker's control socket at {self.endpoint}"
@@ -134,6 +143,8 @@ pass_console = click.make_pass_decorator(Console)
 
 
 def _describe_failure(exc: FluxonError, transport: ControlTransport) -> str:
+    if isinstance(exc, FluxonConnectionError) and exc.message.startswith("the handshake"):
+        return exc.message  # it names the key to check already
     if isinstance(exc, (Timeout, FluxonConnectionError)):
         return (f"no answer from {transport.describe()}: {exc.message} "
                 "(is the broker running, and is this the deployment's private key?)")
@@ -318,18 +329,20 @@ def help_command(context: click.Context, command: str | None) -> None:
               help="The deployment's private key file (default: FLUXON_PRIVATE_KEY).")
 @click.option("--insecure", is_flag=True,
               help="Plain control socket (a broker started with --insecure), no CURVE.")
-@click.option("--timeout-s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="How long to wait for the broker's answer.")
+@click.option("--timeout-s", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds to wait for the broker's answer (default 10; 60 for saveschema, updateschema and "
+                   "schemas, for which it is also the broker's deadline: raise it for a long migration).")
 @click.option("--json", "as_json", is_flag=True, help="Print every answer as JSON.")
 @click.pass_context
 def ctl(context: click.Context, endpoint: str, key_file: str | None, insecure: bool,
-        timeout_s: float, as_json: bool) -> None:
+        timeout_s: float | None, as_json: bool) -> None:
     """Send one console COMMAND to a running broker and print its answer.
 
     Without a COMMAND, open the interactive console on that broker (the same commands,
     one per line, until `stop` or Ctrl-D).
     """
-    transport = SocketTransport(endpoint, timeout_s=timeout_s,
+    transport = SocketTransport(endpoint, timeout_s=timeout_s or _COMMAND_TIMEOUT_S,
+                                admin_timeout_s=timeout_s or _ADMIN_TIMEOUT_S,
                                 load_keys=None if insecure else lambda: _load_admin_keys(key_file))
     context.obj = Console(transport, json_output=as_json)
     if context.invoked_subcommand is None:

@@ -172,6 +172,12 @@ class ViewError(ServerError):
     """The view raised an exception; details carry its type name."""
     code = "view_error"
 
+    def __str__(self) -> str:
+        """The message, then the remote traceback when the worker sent one (debug mode)."""
+        if self.remote_traceback:
+            return f"{self.message}\n\nremote traceback (from the worker):\n{self.remote_traceback.rstrip()}"
+        return self.message
+
     @property
     def exc_type(self) -> str:
         """Name of the exception class the view raised (e.g. ``ZeroDivisionError``)."""

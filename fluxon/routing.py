@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import traceback
 import inspect
 import json
 import os
@@ -285,6 +286,12 @@ def _session_json(session: dict[str, Any]) -> str:
                                  details={"type": type(exc).__name__}) from exc
 
 
+def _where(exc: BaseException) -> str:
+    """``file, line N`` of the innermost frame of ``exc`` that is not importlib's own."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else "during import"
+
+
 def load_router(spec: str) -> Router:
     """Import ``package.module:attribute`` (attribute defaults to ``router``) and return the Router.
 
@@ -299,9 +306,18 @@ def load_router(spec: str) -> Router:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
+    except SyntaxError as exc:  # one line that names the file and line, not a traceback through click
+        raise ConfigurationError(f"cannot load application {spec!r}: {type(exc).__name__}: {exc.msg} "
+                                 f"({exc.filename}, line {exc.lineno})") from exc
     except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for application {spec!r}: {exc}. "
-                                 f"Run from the folder that contains it, or set PYTHONPATH") from exc
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise ConfigurationError(f"cannot import {module_name!r} for application {spec!r}: {exc}. "
+                                     f"Run from the folder that contains it, or set PYTHONPATH") from exc
+        raise ConfigurationError(f"cannot load application {spec!r}: {type(exc).__name__}: {exc} "
+                                 f"({_where(exc)})") from exc
+    except Exception as exc:
+        raise ConfigurationError(f"cannot load application {spec!r}: {type(exc).__name__}: {exc} "
+                                 f"({_where(exc)})") from exc
     target: Any = module
     for part in attr.split("."):
         try:

@@ -68,12 +68,18 @@ def test_past_the_queue_bound_the_client_gets_overloaded_at_once(procs, zctx) ->
 
 def test_a_queued_request_past_its_deadline_is_answered_timeout_and_never_runs(procs, zctx) -> None:
     broker = start_broker(procs, *FAST)
+    worker = FakeWorker(zctx, broker.backend)      # credit 1, kept busy by request 0 (with no worker
+    broker.wait_workers(1)                          # at all the answer is Unavailable: test_no_worker.py)
     client = FakeClient(zctx, broker.frontend)
+    client.request(0)
+    busy = worker.recv_job()
     client.request(1, timeout_ms=150)
     client.request(2)
+    assert worker.no_job_for(0.5)                  # heartbeating; request 1 expires in the queue
     error = client.error(timeout_s=3)
     assert isinstance(error, Timeout)
-    worker = FakeWorker(zctx, broker.backend)
+    worker.reply(busy, b"first")
+    assert client.reply().request_id == 0
     job = worker.recv_job()
     assert job.payload == b"payload" and worker.no_job_for(0.2)
     worker.reply(job, b"late")

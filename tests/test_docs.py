@@ -1,6 +1,7 @@
 """Every code block of README.md and docs/*.md runs as written (issue 11).
 
-Each document runs in a fresh temporary folder, in its own interpreter, its blocks in
+Each document runs in a fresh temporary folder (with the repository on ``PYTHONPATH``
+after it, for pages that import ``examples.school``), in its own interpreter, its blocks in
 page order:
 
 - a ```python block whose first line names a file (``# school/models.py``) is written to
@@ -139,7 +140,7 @@ def test_every_code_block_runs_as_written_gh11(doc: Path, tmp_path: Path) -> Non
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("FLUXON_PRIVATE_KEY", "PYTHONPATH")}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = str(work)
+    env["PYTHONPATH"] = os.pathsep.join([str(work), str(REPO_ROOT)])   # pages may use examples.school
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"from test_docs import run_blocks; sys.exit(run_blocks({str(plan)!r}))")
     result = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True,

@@ -85,3 +85,22 @@ def test_server_key_file_is_accepted_gh11(procs, secure_broker, tmp_path) -> Non
         ConnectionHandler("127.0.0.1", 1, server_key_file=tmp_path / "deploy.key")
     with pytest.raises(ConfigurationError, match="not both"):
         ConnectionHandler("127.0.0.1", 1, server_key_file=pub, server_key=WRONG_KEY)
+
+
+@pytest.mark.parametrize("security, expected", [
+    (["--insecure"], "the broker requires CURVE; give --key-file"),
+    (["--key-file", "OTHER"], "check that --key-file is this deployment's private key"),
+], ids=["insecure", "another-deployment"])
+def test_ctl_against_a_secure_broker_names_the_key_gh11(secure_broker, tmp_path, security, expected) -> None:
+    import subprocess
+
+    from support import fluxon_argv
+
+    other = tmp_path / "other.key"
+    write_private_key(other, generate_private_key())
+    security = [str(other) if arg == "OTHER" else arg for arg in security]
+    started = time.monotonic()
+    done = subprocess.run(fluxon_argv("ctl", *security, "--control", secure_broker.control, "--timeout-s", "60",
+                                      "status"), capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1 and expected in done.stderr, done.stderr
+    assert "handshake" in done.stderr and time.monotonic() - started < 30

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from fluxon import protocol
 from fluxon.protocol import STATUS_ERROR, STATUS_OK
@@ -41,10 +42,12 @@ from fluxon.database.manipulation import Database, SqliteDatabase
 from fluxon.errors import ConfigurationError, ProtocolError, Unavailable, encode_error
 from fluxon.keys import DeploymentKeys, derive_keys, load_private_key
 from fluxon.routing import Router
+from fluxon.handshake import HANDSHAKE_FAILED_EVENTS as _HANDSHAKE_FAILED
 from fluxon.security import configure_curve_client
 from fluxon.serialization import DecodeLimits
-from fluxon.worker.admin import run_admin
+from fluxon.worker.admin import run_admin_fresh
 from fluxon.worker.execution import Outcome, ViewRunner
+from fluxon.worker.schema_check import check_schema_at_start
 
 __all__ = ["Worker", "WorkerConfig", "open_database", "keys_for"]
 
@@ -166,6 +169,7 @@ class Worker:
                 self._loop.add_signal_handler(sig, self._stop_event.set)
         if self._db is None:
             self._db = open_database(self.router, pool_size=self.config.concurrency)
+            check_schema_at_start(self.router)
         self._runner = ViewRunner(self.router, concurrency=self.config.concurrency,
                                   debug=self.config.debug, db=self._db,
                                   decode_limits=self.config.decode_limits)
@@ -201,7 +205,7 @@ class Worker:
         sock.setsockopt(zmq.RCVHWM, 10_000)
         if self.config.keys is not None:
             configure_curve_client(sock, self.config.keys.broker.public, self.config.keys.worker)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
         self._loop.add_reader(self._monitor.getsockopt(zmq.FD), self._drain_monitor)
         sock.connect(self.config.connect)
         self._sock = sock
@@ -228,23 +232,32 @@ class Worker:
         self._sock = self._monitor = None
 
     def _drain_monitor(self) -> None:
-        """Log dropped connections: the broker went away, or sent more than max_message_bytes."""
+        """Reconnect on a dropped connection, saying why: a refused key (a failed CURVE handshake:
+        the broker cannot decrypt our HELLO, or its ZAP refuses the worker key), or the broker
+        going away (or sending more than max_message_bytes)."""
         while self._monitor is not None:
             try:
-                self._monitor.recv_multipart(zmq.NOBLOCK)
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
             except zmq.ZMQError:  # zmq.Again included: nothing more to read
                 return
-            self._reconnect(f"connection to the broker dropped (the broker went away, or sent a message "
-                            f"over max_message_bytes={self.config.max_message_bytes})")
+            if event["event"] & _HANDSHAKE_FAILED:
+                self._reconnect("the broker refused this worker's key (the CURVE handshake failed): check that "
+                                "--key-file is this deployment's private key, the one the broker was given"
+                                if self.config.keys is not None else
+                                "the broker refused this plain worker (the handshake failed): the broker runs "
+                                "in secure mode; give the worker --key-file", level=logging.ERROR)
+            else:
+                self._reconnect(f"connection to the broker dropped (the broker went away, or sent a message "
+                                f"over max_message_bytes={self.config.max_message_bytes})")
 
-    def _reconnect(self, reason: str) -> None:
+    def _reconnect(self, reason: str, *, level: int = logging.WARNING) -> None:
         """Drop the socket and open a fresh one after the current backoff."""
         if self._stopping or self._reconnect_handle is not None:
             return
         self._close_socket()
         delay = self._backoff
         self._backoff = min(self._backoff * 2, self.config.reconnect_max_s)
-        log.warning("%s; reconnecting to %s in %.2fs", reason, self.config.connect, delay)
+        log.log(level, "%s; reconnecting to %s in %.2fs", reason, self.config.connect, delay)
         self._reconnect_handle = self._loop.call_later(delay, self._connect)
 
     def _send(self, frames: list, *, quiet: bool = False) -> None:
@@ -385,7 +398,7 @@ class Worker:
 
         async def run() -> None:
             try:
-                ok, result = await self._loop.run_in_executor(None, run_admin, self.router, admin.op)
+                ok, result = await self._loop.run_in_executor(None, run_admin_fresh, self.router, admin.op)
             finally:
                 self._job_done(tag)
             if tag[1] == self._generation:

@@ -280,8 +280,11 @@ def _view_failure(exc: BaseException, route: Route, debug: bool) -> Outcome:
         if debug and exc.remote_traceback is None:
             exc.remote_traceback = tb
         return _error(exc, debug)
-    log.info("view for route %r raised %s: %s", route.name, type(exc).__name__, exc)
-    log.debug("traceback of route %r:\n%s", route.name, tb)
+    if debug:  # the developer is looking: the traceback goes to the worker's log too
+        log.error("view for route %r raised %s: %s\n%s", route.name, type(exc).__name__, exc, tb)
+    else:
+        log.info("view for route %r raised %s: %s", route.name, type(exc).__name__, exc)
+        log.debug("traceback of route %r:\n%s", route.name, tb)
     error = ViewError(f"{type(exc).__name__}: {exc}", details={"type": type(exc).__name__},
                       remote_traceback=tb if debug else None)
     return _error(error, debug)

@@ -28,12 +28,18 @@ _MANAGERS: "weakref.WeakSet[ConnectionManager]" = weakref.WeakSet()
 _INHERITED: list[sqlite3.Connection] = []   # connections of the parent after fork: never used, never closed
 
 
+#: What a missing table or column usually means: the database is not on the models' snapshot.
+_SCHEMA_HINT = (" (the database is not on the schema of the models: `fluxon schema list APP` shows the "
+                "snapshots, `fluxon schema apply N APP` or the console's `updateschema N` migrates it)")
+
+
 def translate_error(exc: sqlite3.Error, *, conn: sqlite3.Connection | None = None,
                     sql: str | None = None, params: Any = None) -> DatabaseError:
     """The Fluxon error for a sqlite3 error (raise it ``from exc`` to keep the original).
 
     Constraint failures become the ``IntegrityError`` subclass naming table and fields;
     given the connection and statement, a foreign-key failure is looked up to name them.
+    A missing table or column carries the hint to migrate.
     """
     details: dict[str, Any] = {"sqlite_error": type(exc).__name__}
     code = getattr(exc, "sqlite_errorname", None)
@@ -41,7 +47,11 @@ def translate_error(exc: sqlite3.Error, *, conn: sqlite3.Connection | None = Non
         details["sqlite_code"] = code
     if isinstance(exc, sqlite3.IntegrityError):
         return integrity_error(exc, details, conn=conn, sql=sql, params=params)
-    return DatabaseError(str(exc), details=details)
+    message = str(exc)
+    if message.startswith(("no such table", "no such column")):
+        message += _SCHEMA_HINT
+        details["hint"] = "schema"
+    return DatabaseError(message, details=details)
 
 
 class _Connection(sqlite3.Connection):
