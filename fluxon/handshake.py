@@ -69,9 +69,10 @@ def describe_handshake_failure(failure: tuple[int, int], *, where: str, side: st
     kind, value = failure
     if not secure:  # whatever the event (a mismatch, or the broker closing first): plain vs CURVE
         return f"{where} failed: the broker requires CURVE; {plain_fix}"
-    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        return (f"{where} failed: the broker refused this {side}'s key ({own_key}); check that it is "
-                "allowed (the broker's --allow-clients folder)")
+    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:  # the broker's ZAP handler said no
+        check = "it is allowed (the broker's --allow-clients folder)" if side == "client" else key_check
+        return f"{where} failed: the broker refused this {side}'s key" + (
+            f" ({own_key})" if own_key else "") + f"; check that {check}"
     if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
         return f"{where} failed: this {side} uses CURVE but the broker is plain (--insecure)"
     # A CURVE server drops a HELLO it cannot decrypt, and a plain broker any CURVE HELLO.

@@ -83,7 +83,13 @@ def run_admin_fresh(router: Router, op: dict[str, Any], *, timeout_s: float = 36
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         log.error("admin operation %r: the fresh interpreter exited %s: %s", op.get("op"), done.returncode, last)
         return False, InternalError(f"the admin operation failed: {last}").to_dict()
-    return bool(answer["ok"]), answer["result"]
+    ok, result = bool(answer["ok"]), answer["result"]
+    if ok:  # the child logs at WARNING only: the worker's log says what happened
+        log.info("admin operation %r done", op.get("op"))
+    else:
+        log.warning("admin operation %r failed: %s", op.get("op"),
+                    result.get("message") if isinstance(result, dict) else result)
+    return ok, result
 
 
 #: The child's program (``-c``: the current folder goes first on sys.path, as for the worker).
