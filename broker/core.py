@@ -643,7 +643,8 @@ class Broker:
     def begin_admin(self, operation: AdminOperation) -> None:
         """Pause dispatch until ``operation`` is done (called by the ``admin`` control command)."""
         self._admin = operation
-        log.info("admin operation %s: pausing dispatch", operation.op.get("op"))
+        log.info("admin operation %s%s", operation.op.get("op"),
+                 "" if operation.read_only else ": pausing dispatch")
 
     def _advance_admin(self, now: float) -> None:
         admin = self._admin
@@ -677,9 +678,11 @@ class Broker:
         admin, self._admin = self._admin, None
         if admin is None:
             return
+        # Logged before the answer leaves: a console on the broker's own terminal prints the answer
+        # and its prompt after this line, not through it.
+        log.info("admin operation %s finished (%s)%s", admin.op.get("op"),
+                 "ok" if status == p.STATUS_OK else "error", "" if admin.read_only else ": resuming dispatch")
         self.send_control_result(admin.control_client, admin.command_id, status, data)
-        log.info("admin operation %s finished (%s): resuming dispatch", admin.op.get("op"),
-                 "ok" if status == p.STATUS_OK else "error")
         self._pump()
 
     # ------------------------------------------------------------------ state for the control commands
