@@ -8,7 +8,9 @@ Life of a worker (Paranoid Pirate, see docs/protocol.md section 4.7):
    loop) and answer with REPLY; answer ADMIN jobs with ADMIN_REPLY;
 3. send HEARTBEAT every interval; when the broker is silent for
    ``interval * liveness`` or says DISCONNECT, close the socket and reconnect
-   with exponential backoff, then READY again (a restarted broker is survived);
+   with a short jittered backoff, then READY again (a restarted broker is survived);
+   a socket that has not heard the broker yet is kept: libzmq retries it every
+   second at most, so a worker rejoins within about a second of the broker's return;
 4. on SIGTERM/SIGINT, or SHUTDOWN from the broker (the console's ``stop``), take no new work, finish in-flight requests within
    ``shutdown_timeout_s``, answer the requests that arrived meanwhile with
    ``Unavailable`` (holding them until then keeps the broker from sending more
@@ -27,6 +29,7 @@ import functools
 import json
 import logging
 import os
+import random
 import signal
 import socket as _socket
 import time
@@ -55,6 +58,8 @@ log = logging.getLogger("fluxon.worker")
 
 # Plain ints: pyzmq's enum flag arithmetic costs about a microsecond per call on the hot path.
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+_ZMQ_RECONNECT_IVL_MS = 100
+_ZMQ_RECONNECT_IVL_MAX_MS = 1000
 
 
 @dataclass
@@ -67,8 +72,11 @@ class WorkerConfig:
     keys: DeploymentKeys | None = None
     heartbeat_interval_s: float = 1.0
     heartbeat_liveness: int = 3
+    #: Our own backoff between sockets (after the broker was heard, then went silent or said
+    #: DISCONNECT), with +-25% jitter; a socket that never heard the broker is not replaced but left
+    #: to libzmq's own reconnect (every ``_ZMQ_RECONNECT_IVL_MS``, growing to ``_ZMQ_RECONNECT_IVL_MAX_MS``).
     reconnect_initial_s: float = 0.25
-    reconnect_max_s: float = 16.0
+    reconnect_max_s: float = 2.0
     shutdown_timeout_s: float = 10.0
     max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
     debug: bool = False
@@ -141,6 +149,7 @@ class Worker:
         self._last_recv = 0.0
         self._backoff = config.reconnect_initial_s
         self._heard_since_connect = False
+        self._waiting_logged = False
         self._announced = False
         self._reconnect_handle: asyncio.TimerHandle | None = None
         self._ready_frames = protocol.encode_worker_ready(config.concurrency, {
@@ -203,6 +212,8 @@ class Worker:
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
         sock.setsockopt(zmq.SNDHWM, 10_000)
         sock.setsockopt(zmq.RCVHWM, 10_000)
+        sock.setsockopt(zmq.RECONNECT_IVL, _ZMQ_RECONNECT_IVL_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, _ZMQ_RECONNECT_IVL_MAX_MS)
         if self.config.keys is not None:
             configure_curve_client(sock, self.config.keys.broker.public, self.config.keys.worker)
         self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
@@ -211,6 +222,7 @@ class Worker:
         self._sock = sock
         self._drain_monitor()  # arms the edge-triggered FD: it fires only after a first read
         self._heard_since_connect = False
+        self._waiting_logged = False
         self._last_recv = time.monotonic()
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
         self._send(self._ready_frames)
@@ -255,7 +267,7 @@ class Worker:
         if self._stopping or self._reconnect_handle is not None:
             return
         self._close_socket()
-        delay = self._backoff
+        delay = self._backoff * random.uniform(0.75, 1.25)  # jitter: workers do not return in lockstep
         self._backoff = min(self._backoff * 2, self.config.reconnect_max_s)
         log.log(level, "%s; reconnecting to %s in %.2fs", reason, self.config.connect, delay)
         self._reconnect_handle = self._loop.call_later(delay, self._connect)
@@ -419,8 +431,14 @@ class Worker:
                 continue
             self._send(protocol.encode_heartbeat(), quiet=True)
             silent_for = time.monotonic() - self._last_recv
-            if silent_for > silence_limit:
+            if silent_for > silence_limit and self._heard_since_connect:
                 self._reconnect(f"the broker has been silent for {silent_for:.1f}s")
+            elif silent_for > silence_limit and not self._waiting_logged:
+                # Never heard on this socket: a fresh one would not come sooner. libzmq keeps
+                # reconnecting it with a capped interval and READY is queued on it.
+                self._waiting_logged = True
+                log.info("waiting for the broker at %s (retrying every %.1fs at most)", self.config.connect,
+                         _ZMQ_RECONNECT_IVL_MAX_MS / 1000)
 
     async def _shutdown(self) -> None:
         self._stopping = True
