@@ -9,7 +9,7 @@ Life of a worker (Paranoid Pirate, see docs/protocol.md section 4.7):
 3. send HEARTBEAT every interval; when the broker is silent for
    ``interval * liveness`` or says DISCONNECT, close the socket and reconnect
    with a short jittered backoff, then READY again (a restarted broker is survived);
-   a socket that has not heard the broker yet is kept: libzmq retries it every
+   a socket that has not connected yet is kept: libzmq retries it every
    second at most, so a worker rejoins within about a second of the broker's return;
 4. on SIGTERM/SIGINT, or SHUTDOWN from the broker (the console's ``stop``), take no new work, finish in-flight requests within
    ``shutdown_timeout_s``, answer the requests that arrived meanwhile with
@@ -149,6 +149,7 @@ class Worker:
         self._last_recv = 0.0
         self._backoff = config.reconnect_initial_s
         self._heard_since_connect = False
+        self._connected = False
         self._waiting_logged = False
         self._announced = False
         self._reconnect_handle: asyncio.TimerHandle | None = None
@@ -216,12 +217,13 @@ class Worker:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, _ZMQ_RECONNECT_IVL_MAX_MS)
         if self.config.keys is not None:
             configure_curve_client(sock, self.config.keys.broker.public, self.config.keys.worker)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED | _HANDSHAKE_FAILED)
         self._loop.add_reader(self._monitor.getsockopt(zmq.FD), self._drain_monitor)
         sock.connect(self.config.connect)
         self._sock = sock
         self._drain_monitor()  # arms the edge-triggered FD: it fires only after a first read
         self._heard_since_connect = False
+        self._connected = False
         self._waiting_logged = False
         self._last_recv = time.monotonic()
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
@@ -252,6 +254,10 @@ class Worker:
                 event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
             except zmq.ZMQError:  # zmq.Again included: nothing more to read
                 return
+            if event["event"] == zmq.EVENT_CONNECTED:  # the silence window starts now, not at the socket's making
+                self._connected = True
+                self._last_recv = time.monotonic()
+                continue
             if event["event"] & _HANDSHAKE_FAILED:
                 self._reconnect("the broker refused this worker's key (the CURVE handshake failed): check that "
                                 "--key-file is this deployment's private key, the one the broker was given"
@@ -431,11 +437,11 @@ class Worker:
                 continue
             self._send(protocol.encode_heartbeat(), quiet=True)
             silent_for = time.monotonic() - self._last_recv
-            if silent_for > silence_limit and self._heard_since_connect:
+            if silent_for > silence_limit and (self._heard_since_connect or self._connected):
                 self._reconnect(f"the broker has been silent for {silent_for:.1f}s")
             elif silent_for > silence_limit and not self._waiting_logged:
-                # Never heard on this socket: a fresh one would not come sooner. libzmq keeps
-                # reconnecting it with a capped interval and READY is queued on it.
+                # Never connected: a fresh socket would not come sooner. libzmq keeps
+                # reconnecting this one with a capped interval and READY is queued on it.
                 self._waiting_logged = True
                 log.info("waiting for the broker at %s (retrying every %.1fs at most)", self.config.connect,
                          _ZMQ_RECONNECT_IVL_MAX_MS / 1000)
