@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import sys
 import textwrap
 
@@ -82,3 +83,18 @@ def test_fluxon_run_console_reads_commands_and_stop_ends_everything(procs, tmp_p
     assert "uptime" in log and "No such command" in log
     (child,) = worker_pids(log)
     assert not pid_alive(child)
+
+
+def test_fluxon_run_exits_non_zero_when_its_broker_fails_gh10(procs):
+    """A broker that cannot start (its port is taken) stops `fluxon run` with exit code 1, not 0."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = fluxon_argv("run", "tests.apps.echo_app:router", "--workers", "1", "--port", str(port),
+                           "--backend-port", str(free_port()), "--control-port", str(free_port()), "--insecure")
+        server = procs.start(argv, cwd=REPO_ROOT, name="run")
+        assert server.wait(30) == 1
+    assert "cannot bind the broker's frontend socket" in procs.log(server)
+    children = worker_pids(procs.log(server))
+    wait_for(lambda: not any(pid_alive(pid) for pid in children), 10, message="workers gone")
