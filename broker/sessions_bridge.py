@@ -21,6 +21,7 @@ from typing import Any
 
 from fluxon.broker.config import BrokerConfig
 from fluxon.broker.sessions import Session, SessionStore
+from fluxon.database.backends.urls import is_postgres_url, mask_url
 from fluxon.errors import ConfigurationError, Unauthorized
 from fluxon.security import KeyDirectory
 
@@ -42,16 +43,23 @@ class SessionBridge:
     def open(cls, config: BrokerConfig) -> SessionBridge:
         """Open the store named by ``config`` (memory only for ``":memory:"`` or None), creating its folder."""
         path = config.sessions_file
-        if path is not None:
+        remote = path is not None and is_postgres_url(path)
+        if path is not None and not remote:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigurationError(f"cannot create the folder of the session file {path!r}: {exc}") from exc
-            log.info("sessions persist in %s", path)
+        if path is not None:
+            log.info("sessions persist in %s", mask_url(path))
         if config.keys is not None:
             hmac_key = config.keys.session_hmac_key
+        elif path is None or remote:
+            # A plain broker has no deployment secret to derive its token key from; beside a session
+            # file it keeps one in FILE.key. A PostgreSQL store has no such file: its plain-mode
+            # tokens last as long as the broker process (secure mode derives the key, so they persist).
+            hmac_key = os.urandom(32)
         else:
-            hmac_key = os.urandom(32) if path is None else _plain_hmac_key(Path(path + ".key"))
+            hmac_key = _plain_hmac_key(Path(path + ".key"))
         trusted = KeyDirectory(config.trusted_clients_dir) if config.trusted_clients_dir is not None else None
         limits = config.limits
         store = SessionStore(path, hmac_key, idle_timeout_s=config.session_idle_timeout_s,

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from e2e_support import Cluster
+from support import REPO_ROOT
 from fluxon.broker.sessions import SessionStore
 from fluxon.errors import InternalError, InvalidSession
 from fluxon.keys import derive_keys, generate_client_keypair, generate_private_key
@@ -68,3 +69,5 @@ def test_broker_keeps_its_sessions_in_postgresql(procs, pg_url) -> None:
     assert "loaded 0 sessions from postgresql://" in log
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM fluxon_sessions").fetchone() == (0,)
+    # the URL is not a path: no folder or token-key file named after it appears in the broker's cwd
+    assert not (REPO_ROOT / "postgresql:").exists()
