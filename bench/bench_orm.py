@@ -258,6 +258,7 @@ def bench_django(folder: Path, n: int) -> Workloads:
                                                            "PRAGMA synchronous=NORMAL;"}}},
         INSTALLED_APPS=[], USE_TZ=True, DEFAULT_AUTO_FIELD="django.db.models.AutoField")
     django.setup()
+    fill_courses(folder / "django.sqlite3")
     return django_workloads(n)
 
 
@@ -291,7 +292,6 @@ def django_workloads(n: int) -> Workloads:
             app_label = "bench"
             db_table = "course"
 
-    fill_courses(folder / "django.sqlite3")
     with connection.schema_editor() as editor:
         editor.create_model(Item)
     rows = [dict(zip(("name", "qty", "price", "note"), _row(i))) for i in range(n)]
