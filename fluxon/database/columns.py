@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fluxon.database.aliases import AliasedColumn, ModelAlias
-from fluxon.database.expressions import SQL, Alias, Context, Func, Node, quote
+from fluxon.database.expressions import SQL, Alias, Context, Func, quote
 from fluxon.database.fields import Field
 from fluxon.errors import ConfigurationError
 

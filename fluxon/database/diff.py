@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from fluxon.database.expressions import quote
 from fluxon.database.introspect import (_TEMP_PREFIX, Column, Index, Schema, Table, _column_definition,
                                         _definitions, _normalized, _rename_in_create, _scan_tokens)
+from fluxon.errors import DestructiveMigration
 
 __all__ = [
     "Renames",
@@ -515,3 +516,27 @@ def _diff_indexes(live: Schema, target: Schema, recorded: Schema | None, live_na
     drops: list[Operation] = [DropIndex(idx.table, name=idx.name) for idx in live_indexes.values()
                               if idx.name not in kept and target_name_of.get(idx.table) not in rebuilt]
     return drops, creates
+
+
+def plan_outcome(result: dict[str, Any], operations: Sequence[Operation], current: dict[str, Any] | None,
+                 number: int, sha256: str, *, dry_run: bool, force: bool) -> dict[str, Any] | None:
+    """The answer of a migration that stops before changing anything, or None to go on.
+
+    A dry run and a database already on the snapshot return ``result`` with a message; steps that
+    lose data raise :class:`DestructiveMigration` unless ``force``. Both backends decide so.
+    """
+    if dry_run:
+        result["dry_run"] = True
+        result["message"] = (f"dry run: {len(operations)} operations to reach schema {number}"
+                             if operations else f"dry run: the database already matches schema {number}")
+        return result
+    if not operations and current and current["number"] == number and current["sha256"] == sha256:
+        result["message"] = f"the database is already on schema {number}; nothing to do"
+        return result
+    losses = [op.loss for op in operations if op.loss]
+    if losses and not force:
+        raise DestructiveMigration(
+            f"migrating to schema {number} would lose data: {'; '.join(losses)}. "
+            "Nothing was changed; apply with --force to accept the loss",
+            details={"number": number, "losses": losses, "operations": [op.to_dict() for op in operations]})
+    return None

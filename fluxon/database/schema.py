@@ -44,13 +44,13 @@ import click
 from fluxon.database.backends.pg_schema import pg_apply, pg_current_schema
 from fluxon.database.backends.urls import is_postgres_url
 from fluxon.database.ddl import schema_statements
-from fluxon.database.diff import Operation, Renames, diff_schemas
+from fluxon.database.diff import Operation, Renames, diff_schemas, plan_outcome
 from fluxon.database.expressions import quote
 from fluxon.database.introspect import HISTORY_TABLE, Schema, introspect, load_statements
 from fluxon.database.migrate import execute_plan
 from fluxon.database.utc import normalize_datetimes
 from fluxon.database.models import collect_models
-from fluxon.errors import ConfigurationError, DestructiveMigration, FluxonError, SchemaError
+from fluxon.errors import ConfigurationError, FluxonError, SchemaError
 from fluxon.private_files import ensure_private_file, prepare_private_database
 from fluxon.routing import load_router
 
@@ -432,21 +432,10 @@ def apply_schema(number: int, schema_dir: str | os.PathLike, db_path: str | os.P
     with _database(db_path, create=not dry_run) as conn:
         operations, current = _plan(conn, schema_dir, target, renames)
         result = _plan_data(number, snapshot.sha256, operations, current)
-        if dry_run:
-            result["dry_run"] = True
-            result["message"] = (f"dry run: {len(operations)} operations to reach schema {number}"
-                                 if operations else f"dry run: the database already matches schema {number}")
-            return result
-        if not operations and current and current["number"] == number and current["sha256"] == snapshot.sha256:
-            result["message"] = f"the database is already on schema {number}; nothing to do"
-            return result
-        losses = [op.loss for op in operations if op.loss]
-        if losses and not force:
-            raise DestructiveMigration(
-                f"migrating to schema {number} would lose data: {'; '.join(losses)}. "
-                "Nothing was changed; apply with --force to accept the loss",
-                details={"number": number, "losses": losses,
-                         "operations": [op.to_dict() for op in operations]})
+        outcome = plan_outcome(result, operations, current, number, snapshot.sha256, dry_run=dry_run,
+                               force=force)
+        if outcome is not None:
+            return outcome
         has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
         backup = _backup(conn, db_path, number) if operations and has_tables else None
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -31,11 +31,11 @@ from typing import Any
 
 from fluxon.database.backends.postgresql import PostgresBackend
 from fluxon.database.diff import (AddColumn, CreateIndex, CreateTable, Operation, RebuildTable, Renames,
-                                  diff_schemas)
+                                  diff_schemas, plan_outcome)
 from fluxon.database.expressions import quote
 from fluxon.database.introspect import (HISTORY_TABLE, Schema, Table, _column_definition,
                                         _create_table_parts, _scan_tokens, _unquote, load_statements)
-from fluxon.errors import DestructiveMigration, SchemaError
+from fluxon.errors import SchemaError
 
 __all__ = ["translate_statement", "translate_column", "pg_current_schema", "pg_plan", "pg_apply"]
 
@@ -335,21 +335,10 @@ def pg_apply(url: str, number: int, snapshot: Any, renames: Renames, schema_dir:
         result = plan_data(number, snapshot.sha256, operations, current)
         statements = pg_statements(operations, live, target)
         result["sql"] = statements
-        if dry_run:
-            result["dry_run"] = True
-            result["message"] = (f"dry run: {len(operations)} operations to reach schema {number}"
-                                 if operations else f"dry run: the database already matches schema {number}")
-            return result
-        if not operations and current and current["number"] == number and current["sha256"] == snapshot.sha256:
-            result["message"] = f"the database is already on schema {number}; nothing to do"
-            return result
-        losses = [op.loss for op in operations if op.loss]
-        if losses and not force:
-            raise DestructiveMigration(
-                f"migrating to schema {number} would lose data: {'; '.join(losses)}. "
-                "Nothing was changed; apply with --force to accept the loss",
-                details={"number": number, "losses": losses,
-                         "operations": [op.to_dict() for op in operations]})
+        outcome = plan_outcome(result, operations, current, number, snapshot.sha256, dry_run=dry_run,
+                               force=force)
+        if outcome is not None:
+            return outcome
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         try:
             for statement in statements:
