@@ -288,26 +288,29 @@ def _baseline(endpoint: str, payload: object, inflight: int, duration_s: float) 
     return figures
 
 
-def _run_fluxon(log_dir: Path, duration_s: float, secure: bool, processes: int = 2) -> dict[str, dict]:
+def _start_fluxon(procs: _Procs, app: str, secure: bool, processes: int) -> tuple[int, bytes | None]:
+    """A ``fluxon broker`` and ``fluxon worker --processes N`` serving ``app``, ready; (port, server key)."""
     from fluxon.broker import send_control_command
     from fluxon.keys import derive_keys, generate_private_key
 
+    front, back, control = _endpoint(), _endpoint(), _endpoint()
+    env, key_args, keys = {"FLUXON_PRIVATE_KEY": ""}, ["--insecure"], None
+    if secure:
+        private_key = generate_private_key()
+        keys = derive_keys(private_key)
+        env, key_args = {"FLUXON_PRIVATE_KEY": private_key}, []
+    procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "broker", "--bind", front,
+                 "--backend", back, "--control", control, *key_args], "broker", env)
+    procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "worker", app, "--connect", back,
+                 "--processes", str(processes), "--concurrency", "64", *key_args], "workers", env, cwd=HERE)
+    _wait(lambda: send_control_command(control, "status", keys=keys, timeout_s=0.5)["workers"] == processes,
+          30, f"broker and {processes} worker(s)")
+    return int(front.rsplit(":", 1)[1]), (keys.broker.public if keys else None)
+
+
+def _run_fluxon(log_dir: Path, duration_s: float, secure: bool, processes: int = 2) -> dict[str, dict]:
     with _Procs(log_dir) as procs:
-        front, back, control = _endpoint(), _endpoint(), _endpoint()
-        env, key_args, keys = {"FLUXON_PRIVATE_KEY": ""}, ["--insecure"], None
-        if secure:
-            private_key = generate_private_key()
-            keys = derive_keys(private_key)
-            env, key_args = {"FLUXON_PRIVATE_KEY": private_key}, []
-        procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "broker", "--bind", front,
-                     "--backend", back, "--control", control, *key_args], "broker", env)
-        procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "worker",
-                     "bench_messaging:router", "--connect", back, "--processes", str(processes), "--concurrency", "64",
-                     *key_args], "workers", env, cwd=HERE)
-        _wait(lambda: send_control_command(control, "status", keys=keys, timeout_s=0.5)["workers"] == processes,
-              30, f"broker and {processes} worker(s)")
-        port = int(front.rsplit(":", 1)[1])
-        server_key = keys.broker.public if keys else None
+        port, server_key = _start_fluxon(procs, "bench_messaging:router", secure, processes)
         return {name: _fluxon_load(port, payload, n, duration_s, server_key) for name, payload, n in CASES}
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 import zmq
 from zmq.utils import z85
 
-from bench_messaging import _dealer_window, _endpoint, _Procs, _proxy, _wait
+from bench_messaging import _dealer_window, _endpoint, _Procs, _proxy, _start_fluxon
 from fluxon.routing import Router
 
 HERE = Path(__file__).resolve().parent
@@ -348,27 +348,10 @@ def _serve(name: str, procs: _Procs) -> Iterator[tuple[str, dict, list[int], lis
 
 
 def _serve_fluxon(name: str, procs: _Procs) -> Iterator[tuple[str, dict, list[int], list[int]]]:
-    from fluxon.broker import send_control_command
-    from fluxon.keys import derive_keys, generate_private_key
-
-    secure = name == "fluxon-secure"
-    front, back, control = _endpoint(), _endpoint(), _endpoint()
-    env, key_args, keys = {"FLUXON_PRIVATE_KEY": ""}, ["--insecure"], None
-    if secure:
-        private_key = generate_private_key()
-        keys = derive_keys(private_key)
-        env, key_args = {"FLUXON_PRIVATE_KEY": private_key}, []
-    procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "broker", "--bind", front,
-                 "--backend", back, "--control", control, *key_args], "broker", env)
-    broker = procs.procs[-1].pid
-    procs.start([sys.executable, "-m", "fluxon.cli", "--log-level", "WARNING", "worker", "bench_peers:router",
-                 "--connect", back, "--processes", str(WORKERS), "--concurrency", "64", *key_args],
-                "workers", env, cwd=HERE)
-    supervisor = procs.procs[-1].pid
-    _wait(lambda: send_control_command(control, "status", keys=keys, timeout_s=0.5)["workers"] == WORKERS,
-          30, f"fluxon broker and {WORKERS} workers")
-    spec = {"port": int(front.rsplit(":", 1)[1]), "route": "aecho" if name.endswith("-async") else "echo",
-            "server_key": keys.broker.public.decode() if keys else None}
+    port, server_key = _start_fluxon(procs, "bench_peers:router", name == "fluxon-secure", WORKERS)
+    broker, supervisor = procs.procs[-2].pid, procs.procs[-1].pid
+    spec = {"port": port, "route": "aecho" if name.endswith("-async") else "echo",
+            "server_key": server_key.decode() if server_key else None}
     yield "fluxon", spec, [broker], _children(supervisor)
 
 
