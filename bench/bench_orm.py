@@ -89,7 +89,8 @@ def run_rounds(contenders: dict[str, Workloads], n: int, repeat: int) -> dict[st
             work["clear"]()
             best[name]["insert"] = max(best[name]["insert"], n / _timed(work["insert"]))
             best[name]["read"] = max(best[name]["read"], n / _timed(work["read"]))
-            best[name]["related"] = max(best[name]["related"], COURSES / _timed(work["related"]))
+            if "related" in work:  # the PostgreSQL contenders (bench_orm_pg.py) have no course tables
+                best[name]["related"] = max(best[name]["related"], COURSES / _timed(work["related"]))
     return best
 
 
@@ -111,10 +112,9 @@ def _raw_table(path: Path, table: str) -> sqlite3.Connection:
     return conn
 
 
-def _fluxon_items(path: Path, table: str) -> tuple:
-    """``(db, Item)``: the same table as a Fluxon model, created."""
+def item_model(table: str) -> type:
+    """The benchmark's Item table as a Fluxon model (bench_orm_pg.py uses it too)."""
     from fluxon.database import models as m
-    from fluxon.database.manipulation import SqliteDatabase
 
     class Item(m.Model):
         name = m.CharField(max_length=100)
@@ -125,6 +125,14 @@ def _fluxon_items(path: Path, table: str) -> tuple:
         class Meta:
             table_name = table
 
+    return Item
+
+
+def _fluxon_items(path: Path, table: str) -> tuple:
+    """``(db, Item)``: the same table as a Fluxon model, created."""
+    from fluxon.database.manipulation import SqliteDatabase
+
+    Item = item_model(table)
     db = SqliteDatabase(path, models=[Item])
     db.create_tables()
     return db, Item
